@@ -1,0 +1,24 @@
+"""Shared pytest fixtures: small structures and a seeded RNG."""
+
+import numpy as np
+import pytest
+
+import mlepi_ase  # noqa: F401  (imports mace first where needed, see mlepi_ase/_torch.py)
+from mlepi_ase.structures import bilayer_graphene, monolayer_graphene
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261125)
+
+
+@pytest.fixture
+def ab_bilayer():
+    """4-atom AB bilayer primitive cell."""
+    return bilayer_graphene("AB", size=(1, 1))
+
+
+@pytest.fixture
+def monolayer():
+    """2-atom graphene primitive cell."""
+    return monolayer_graphene()
