@@ -421,6 +421,45 @@ class TBHamiltonian:
             return np.array([self.eigsh_near(k, sigma, n_bands) for k in kpts])
         return self.eigh(kpts)
 
+    def pz_projection(self) -> "TBHamiltonian":
+        """Restriction of H to the p_z orbitals (z component of each element's first p shell).
+
+        The fast path for bands near the Dirac energy of flat-layered carbon: in a flat monolayer p_z
+        decouples from s, p_x, p_y by mirror symmetry; in bilayers only the weak inter-layer
+        (V_ppσ − V_ppπ) n_z n_x,y terms couple them, so the restriction moves bands near E_D by
+        sub-meV amounts (measure it for your system: compare with :meth:`eigsh_near` on the full H).
+
+        Returns
+        -------
+        TBHamiltonian
+            Basis ``{element: ["pz"]}``, blocks (B, 1, 1), overlap restricted the same way.
+        """
+        index = {}
+        for z in np.unique(self.numbers):
+            shells = self.basis.shells_of(int(z))
+            start = 0
+            for shell in shells:
+                if shell == 1:
+                    index[int(z)] = start + 2  # e3nn p order is (x, y, z)
+                    break
+                if shell == "pz":
+                    index[int(z)] = start
+                    break
+                start += 2 * int(shell) + 1
+            else:
+                raise ValueError(f"element {int(z)} has no p shell to project on")
+        pick = np.array([index[int(z)] for z in self.numbers])
+        ii, jj = pick[self.pairs[:, 0]], pick[self.pairs[:, 1]]
+        b = np.arange(self.n_blocks)
+        sub = self.blocks[b, ii, jj][:, None, None]
+        sub_s = None if self.overlaps is None else self.overlaps[b, ii, jj][:, None, None]
+        return TBHamiltonian(
+            cell=self.cell, positions=self.positions, numbers=self.numbers,
+            basis=OrbitalBasis.from_dict({int(z): ["pz"] for z in index}),
+            pairs=self.pairs, shifts=self.shifts, blocks=sub, overlaps=sub_s, pbc=self.pbc,
+            fermi_level=self.fermi_level, layers=self.layers,
+        )
+
     # ------------------------------------------------------------- helpers
     def to_atoms(self) -> Atoms:
         """The structure as ``ase.Atoms`` (layer array kept)."""

@@ -143,3 +143,18 @@ def test_vacuum_separated_layers_do_not_interact():
     assert np.all(h.layers[h.pairs[:, 0]] == h.layers[h.pairs[:, 1]])
     single = Atoms("C", positions=[[0, 0, 5]], cell=[10, 10, 10], pbc=True)
     assert MoonKoshinoPz().get_hamiltonian(single).n_blocks == 1  # only the on-site block
+
+
+def test_pz_projection_of_sp3_equals_pz_model():
+    """For any geometry the p_z–p_z elements of the sp3 model are the p_z model's hoppings."""
+    atoms = bilayer_graphene("AB", size=(2, 2))
+    atoms.rattle(0.1, seed=11)
+    proj = SlaterKosterSP3().get_hamiltonian(atoms).pz_projection()
+    pz = MoonKoshinoPz().get_hamiltonian(atoms)
+    assert np.array_equal(proj.pairs, pz.pairs) and np.array_equal(proj.shifts, pz.shifts)
+    assert np.allclose(proj.blocks, pz.blocks, atol=1e-14)
+    # a flat monolayer: p_z decouples by mirror symmetry, so the sp3 spectrum contains the p_z one
+    flat = monolayer_graphene(size=(2, 1))
+    e_sp3 = SlaterKosterSP3().get_hamiltonian(flat).eigh([0.1, 0.3, 0])[0]
+    e_pz = MoonKoshinoPz().get_hamiltonian(flat).eigh([0.1, 0.3, 0])[0]
+    assert np.all(np.min(np.abs(e_sp3[None, :] - e_pz[:, None]), axis=1) < 1e-10)
