@@ -50,7 +50,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -71,6 +71,7 @@ __all__ = [
     "ase_to_phonopy",
     "phonopy_to_ase",
     "supercell_layers",
+    "relax_positions",
     "compute_force_constants",
     "load_phonons",
     "hexagonal_band_path",
@@ -82,6 +83,8 @@ DEFAULT_DISTANCE = 0.01
 """Finite-displacement length (Å)."""
 DEFAULT_SYMPREC = 1e-3
 """Symmetry tolerance (Å) handed to phonopy/spglib; keeps AB bilayer graphene P-3m1 (No. 164)."""
+RESIDUAL_FORCE_WARNING = 1e-3
+"""Residual forces (eV/Å) of the undisplaced supercell above which a warning says "relax first"."""
 IMAGINARY_TOLERANCE = 0.01
 """Frequencies below ``-IMAGINARY_TOLERANCE`` THz are reported as imaginary."""
 THZ_TO_CM1 = 1e12 / 2.99792458e10
@@ -339,6 +342,9 @@ def _atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -637,6 +643,54 @@ def _plain(value: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 # Force constants
 # --------------------------------------------------------------------------------------------
+def relax_positions(
+    atoms: Atoms, calculator: Calculator, fmax: float = 1e-4, steps: int = 500
+) -> Atoms:
+    """Relax atomic positions at fixed cell (ASE BFGS) before finite-difference phonons.
+
+    Harmonic phonons are defined at a force-free configuration; e.g. the REBO + Kolmogorov–Crespi
+    AB bilayer at the builder's 3.35 Å spacing has 0.055 eV/Å residual forces.
+
+    Parameters
+    ----------
+    atoms
+        Structure (not modified).
+    calculator
+        ASE calculator.
+    fmax
+        Force convergence (eV/Å).
+    steps
+        Maximum optimiser steps.
+
+    Returns
+    -------
+    ase.Atoms
+        Relaxed copy without calculator; ``info["relax_max_force"]`` holds the final max |F| (eV/Å).
+
+    Warns
+    -----
+    UserWarning
+        If ``fmax`` is not reached within ``steps``.
+    """
+    from ase.optimize import BFGS
+
+    if fmax <= 0 or steps < 0:
+        raise ValueError(f"fmax must be > 0 and steps >= 0, got fmax={fmax}, steps={steps}")
+    work = atoms.copy()
+    work.calc = calculator
+    BFGS(work, logfile=None).run(fmax=fmax, steps=steps)
+    fmax_final = float(np.linalg.norm(work.get_forces(), axis=1).max())
+    if fmax_final > fmax:
+        warnings.warn(
+            f"relaxation stopped after {steps} steps with max |F| = {fmax_final:.2e} eV/Å > {fmax}",
+            stacklevel=2,
+        )
+    out = work.copy()
+    out.calc = None
+    out.info["relax_max_force"] = fmax_final
+    return out
+
+
 def compute_force_constants(
     unitcell: Atoms,
     calculator: Calculator,
@@ -694,6 +748,19 @@ def compute_force_constants(
     ValueError
         Bad supercell matrix, non-positive distance, or a calculator that returns forces of the wrong
         shape or non-finite values.
+
+    Warns
+    -----
+    UserWarning
+        If the undisplaced supercell has forces above ``RESIDUAL_FORCE_WARNING`` (not at equilibrium;
+        see :func:`relax_positions`); the value is kept in ``info["max_residual_force"]``.
+
+    Notes
+    -----
+    ``info`` records ``n_displacements``, ``distance``, ``symprec``, ``space_group``,
+    ``max_force_drift`` (largest |Σ_i F_i| of a displaced supercell, eV/Å), ``max_residual_force``,
+    ``asr_residual_raw`` (:meth:`PhononResult.acoustic_sum_rule_residual` before symmetrisation) and
+    ``symmetrized``.
     """
     from phonopy import Phonopy
     from tqdm.auto import tqdm
@@ -719,6 +786,15 @@ def compute_force_constants(
     sc_layers = supercell_layers(layers, phonon.supercell)
     cells = phonon.supercells_with_displacements
     n_atoms = len(phonon.supercell)
+    perfect = phonopy_to_ase(phonon.supercell, sc_layers)
+    perfect.calc = calculator
+    residual = float(np.linalg.norm(perfect.get_forces(), axis=1).max())
+    if residual > RESIDUAL_FORCE_WARNING:
+        warnings.warn(
+            f"the undisplaced supercell has residual forces up to {residual:.2e} eV/Å: the structure is "
+            "not at equilibrium (relax it first, e.g. relax_positions)",
+            stacklevel=2,
+        )
     forces = []
     drift = 0.0
     for cell in tqdm(cells, desc="displacements", disable=not progress, leave=False):
@@ -740,6 +816,7 @@ def compute_force_constants(
         "is_symmetry": bool(is_symmetry),
         "space_group": phonon.symmetry.get_international_table(),
         "max_force_drift": drift,
+        "max_residual_force": residual,
         "calculator": type(calculator).__name__,
     }
     result = PhononResult(phonon, layers, info)

@@ -16,6 +16,8 @@ from .. import __version__
 
 COMMANDS: list[str] = [
     "demo",
+    "phonons",
+    "sample",
 ]
 """Modules of :mod:`mlepi_ase.cli` that register a subcommand, in the order shown by ``--help``."""
 

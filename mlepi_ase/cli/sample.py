@@ -1,0 +1,107 @@
+"""``mlepi sample``: thermally displaced supercells from phonopy force constants.
+
+Force constants (a ``phonopy_params.yaml`` written by ``mlepi phonons``) → Γ-point modes of the
+supercell → N configurations per temperature drawn from the harmonic Williams–Lax distribution
+(quantum by default, ``--classical`` for equipartition), optionally as antithetic pairs (x, −x), or the
+Zacharias–Giustino special displacement (``--zg``, one configuration per temperature, two with
+``--antithetic``) → one extended-XYZ file.  Every frame carries ``config_type``, ``temperature``,
+``sampling``, ``sample_index``, ``antithetic_sign`` and ``mode_amplitudes`` in its info and the
+``layer`` and ``displacements`` arrays.
+
+Example::
+
+    mlepi sample data/reference_phonons/phonopy_params.yaml -T 0 300 -n 20 --antithetic --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sample",
+        help="thermal Monte Carlo (or ZG) configurations from force constants",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("force_constants", help="phonopy yaml file with force constants (mlepi phonons output)")
+    p.add_argument("--temperatures", "-T", type=float, nargs="+", required=True, help="temperatures in K")
+    p.add_argument("--n-samples", "-n", type=int, default=None,
+                   help="configurations per temperature (required unless --zg)")
+    p.add_argument("--antithetic", action="store_true", help="antithetic pairs (x, -x)")
+    p.add_argument("--zg", action="store_true", help="Zacharias-Giustino special displacement")
+    p.add_argument("--classical", action="store_true", help="classical instead of quantum widths")
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--supercell", "-s", type=int, nargs=3, default=None, metavar=("N1", "N2", "N3"),
+                   help="diagonal supercell to sample (default: the force-constant supercell)")
+    p.add_argument("--allow-interpolation", action="store_true",
+                   help="accept supercells whose q-points are not commensurate with the force constants")
+    p.add_argument("--cutoff-frequency", type=float, default=None, help="THz (default 0.01)")
+    p.add_argument("--output", "-o", default="samples.extxyz", help="output extxyz (default samples.extxyz)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    import numpy as np
+    from ase.io import write
+
+    from ..phonons import load_phonons
+    from ..sampling import (
+        DEFAULT_CUTOFF_FREQUENCY,
+        mean_square_displacement,
+        sample_configurations,
+        thermal_displacement_variance,
+        zg_configuration,
+    )
+
+    t0 = time.perf_counter()
+    if not args.zg and args.n_samples is None:
+        raise ValueError("give the number of configurations with -n/--n-samples (or use --zg)")
+    if args.n_samples is not None and args.n_samples <= 0:
+        raise ValueError(f"the number of configurations must be positive, got N = {args.n_samples}")
+    for t in args.temperatures:
+        if not np.isfinite(t) or t < 0:
+            raise ValueError(f"temperatures must be finite and >= 0 K, got {t}")
+    cutoff = DEFAULT_CUTOFF_FREQUENCY if args.cutoff_frequency is None else args.cutoff_frequency
+    result = load_phonons(args.force_constants)
+    modes = result.supercell_modes(args.supercell, allow_interpolation=args.allow_interpolation)
+    print(f"{modes.natoms}-atom supercell, {modes.nmodes} modes "
+          f"({modes.frequencies[~modes.acoustic].min():.3f} to {modes.frequencies.max():.3f} THz)")
+    rng = np.random.default_rng(args.seed)
+    frames = []
+    for t in args.temperatures:
+        common = dict(classical=args.classical, cutoff_frequency=cutoff, rng=rng)
+        if args.zg:
+            confs = zg_configuration(modes, t, antithetic=args.antithetic, **common)
+            print(f"T = {t:g} K: ZG configuration, residual {confs[0].info['zg_residual']:.3f}")
+        else:
+            confs = sample_configurations(modes, t, args.n_samples, antithetic=args.antithetic, **common)
+            exact = thermal_displacement_variance(modes, t, classical=args.classical, cutoff_frequency=cutoff)
+            if len(confs) >= (4 if args.antithetic else 2):
+                mean, _ = mean_square_displacement(confs, pairs=args.antithetic)
+                print(f"T = {t:g} K: {len(confs)} configurations, <u^2> per atom sampled "
+                      f"{mean.sum(1).mean():.5f} Å^2, exact {exact.sum(1).mean():.5f} Å^2")
+            else:
+                print(f"T = {t:g} K: {len(confs)} configurations")
+        frames.extend(confs)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".extxyz")
+    os.close(fd)
+    try:
+        write(tmp, frames, format="extxyz")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    print(f"wrote {len(frames)} configurations to {out} in {time.perf_counter() - t0:.1f} s")
+    return 0
