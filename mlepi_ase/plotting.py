@@ -65,3 +65,40 @@ def plot_bands(
     fig.tight_layout()
     fig.savefig(filename, dpi=150)
     plt.close(fig)
+
+
+def plot_vf_temperature(
+    series: dict,
+    filename: str | os.PathLike,
+    pristine: dict | None = None,
+    unit: str = "eV·Å",
+) -> None:
+    """Fermi velocity v_F(T) with standard-error bars for one or more pipelines (the paper's Fig. 4f).
+
+    Parameters
+    ----------
+    series
+        ``{label: (temperatures (K), means, stderrs)}``.
+    filename
+        PNG path.
+    pristine
+        ``{label: v_F of the undisplaced structure}``, drawn as horizontal lines ("no EPI").
+    unit
+        Unit of the values, for the axis label.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    markers = "osD^v"
+    for n, (label, (temps, mean, err)) in enumerate(series.items()):
+        offset = 4.0 * (n - (len(series) - 1) / 2)  # K, keeps error bars apart
+        ax.errorbar(np.asarray(temps, float) + offset, mean, yerr=err, fmt=markers[n % 5] + "-", capsize=3,
+                    ms=4, label=label)
+    for n, (label, value) in enumerate((pristine or {}).items()):
+        if value is not None:
+            ax.axhline(value, ls="--", lw=1, color=f"C{n}", alpha=0.7, label=f"{label}: no EPI")
+    ax.set_xlabel("T (K)")
+    ax.set_ylabel(f"v_F ({unit})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(filename, dpi=150)
+    plt.close(fig)

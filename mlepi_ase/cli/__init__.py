@@ -16,6 +16,7 @@ from .. import __version__
 
 COMMANDS: list[str] = [
     "demo",
+    "run",
     "phonons",
     "sample",
 ]

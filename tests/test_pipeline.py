@@ -1,0 +1,116 @@
+"""End-to-end pipeline on the reference models, tiny setting: outputs, resume, executors."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mlepi_ase.pipeline import PipelineConfig, run_pipeline
+
+TINY = {
+    "structure": {"builder": "ab-bilayer"},
+    "force_calculator": "reference",
+    "hamiltonian_calculator": "pz",
+    "fc_supercell": [3, 3, 1],
+    "temperatures": [0.0, 300.0],
+    "n_samples": 4,
+    "fit_q": [0.02, 0.04],
+    "fit_directions": [0.0, 60.0],  # the two extremes of trigonal warping
+    "kpoints": ["K"],
+    "spectral_window": [-0.5, 0.5],
+    "spectral_npoints": 9,
+    "seed": 7,
+}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    summary = run_pipeline({**TINY, "output": str(out)}, verbose=False)
+    return out, summary
+
+
+def _copy_phonons(src, dst):
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("phonopy_params.yaml", "phonons_settings.json"):
+        shutil.copy(src / name, dst / name)
+
+
+def test_outputs_and_pristine_values(first_run):
+    out, summary = first_run
+    for name in ("results.json", "phonon_bands.png", "fermi_velocity_vs_T.png", "convergence.png",
+                 "spectral_function_K.png", "bands_one_configuration.png", "samples_T0.h5", "samples_T300.h5"):
+        assert (out / name).exists(), name
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["n_atoms_supercell"] == 36
+    # undisplaced supercell = the analytic AB bilayer of the p_z model (relaxed interlayer distance)
+    assert saved["pristine"]["v_F"] == pytest.approx(5.226, rel=5e-3)
+    for t in ("0", "300"):
+        est = saved["temperatures"][t]["v_F"]
+        assert est["n_samples"] == 4 and est["stderr"] > 0
+    # three zero acoustic modes at Γ are reported with the optical ones
+    freqs = [m["frequency_THz"] for m in saved["gamma_modes"]]
+    assert sum(abs(f) < 1e-3 for f in freqs) == 3
+
+
+def test_restart_reuses_everything(first_run, tmp_path):
+    out, summary = first_run
+    again = run_pipeline({**TINY, "output": str(out)}, verbose=False)
+    assert again["timings"]["phonons_s"] < summary["timings"]["phonons_s"]
+    for t in ("0", "300"):
+        assert again["temperatures"][t]["v_F"] == summary["temperatures"][t]["v_F"]
+
+
+def test_interrupted_run_resumes_to_same_result(first_run, tmp_path):
+    """Drop the last two samples of the 300 K file (as if the run had stopped there) and resume."""
+    import h5py
+
+    out, summary = first_run
+    shutil.copytree(out, tmp_path / "r", dirs_exist_ok=True)
+    from mlepi_ase.averaging import SampleStore
+
+    store_file = tmp_path / "r" / "samples_T300.h5"
+    kept = SampleStore(store_file).load()
+    assert len(kept) == 4
+    with h5py.File(store_file, "a") as f:
+        n_before = len(f["index"])
+        for name in list(f["values"].keys()):
+            data = f["values"][name][:2]
+            del f["values"][name]
+            f["values"].create_dataset(name, data=data, maxshape=(None,) + data.shape[1:])
+        for name in ("index", "fingerprint"):
+            data = f[name][:2]
+            del f[name]
+            f.create_dataset(name, data=data, maxshape=(None,) + data.shape[1:])
+    assert n_before == 4 and len(SampleStore(store_file).load()) == 2
+    resumed = run_pipeline({**TINY, "output": str(tmp_path / "r")}, verbose=False)
+    assert resumed["temperatures"]["300"]["v_F"]["mean"] == pytest.approx(
+        summary["temperatures"]["300"]["v_F"]["mean"], rel=1e-12)
+    assert len(SampleStore(store_file).load()) == 4
+
+
+def test_dask_client_gives_serial_numbers(first_run, tmp_path):
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is an optional extra")
+    out, summary = first_run
+    _copy_phonons(out, tmp_path / "d")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    client = distributed.Client(cluster)
+    try:
+        res = run_pipeline({**TINY, "output": str(tmp_path / "d")}, client=client, verbose=False)
+    finally:
+        client.close()
+        cluster.close()
+    for t in ("0", "300"):
+        assert res["temperatures"][t]["v_F"]["mean"] == summary["temperatures"][t]["v_F"]["mean"]
+
+
+def test_bad_configuration_is_reported():
+    with pytest.raises(ValueError, match="unknown pipeline setting"):
+        PipelineConfig.from_dict({"temprature": [300]})
+    with pytest.raises(ValueError, match="temperatures"):
+        PipelineConfig.from_dict({"temperatures": [-5.0]})
+    with pytest.raises(ValueError, match="even"):
+        PipelineConfig.from_dict({"n_samples": 3})
+    with pytest.raises(ValueError, match="hamiltonian_calculator"):
+        PipelineConfig.from_dict({"hamiltonian_calculator": "dft"})
