@@ -120,7 +120,7 @@ class PipelineConfig:
     fit_q: list = field(default_factory=lambda: [0.01, 0.02, 0.03, 0.04])
     fit_directions: list = field(default_factory=lambda: [0.0, 60.0, 120.0, 180.0, 240.0, 300.0])
     spectral_window: list = field(default_factory=lambda: [-1.0, 1.0])
-    spectral_npoints: int = 41
+    spectral_npoints: int = 15
     broadening: float = 0.02
     executor: str = "serial"
     workers: int = 2
