@@ -40,8 +40,8 @@ class HedgeNetPhononCalculator(Calculator):
     dtype
         ``"float64"`` (default; use it for finite-difference phonons) or ``"float32"``.
     model
-        An in-memory :class:`~mlepi_ase.models.phonon.HedgeNetPhonon` instead of a file (it is moved
-        to ``device``/``dtype``).
+        An in-memory :class:`~mlepi_ase.models.phonon.HedgeNetPhonon` instead of a file; it is moved
+        to ``device``/``dtype`` in place (``Module.to``) and put in eval mode.
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator`.
 
@@ -63,13 +63,13 @@ class HedgeNetPhononCalculator(Calculator):
         self.device = torch.device(device)
         if model is None:
             model = load_phonon_model(model_path, device=self.device, dtype=self.torch_dtype)
+            for p in model.parameters():
+                p.requires_grad_(False)  # our own copy: no parameter gradients needed
             self.model_path = str(model_path)
         else:
-            model = model.to(device=self.device, dtype=self.torch_dtype)
+            model = model.to(device=self.device, dtype=self.torch_dtype)  # in place, as torch does
             self.model_path = None
         self.model = model.eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
         self.n_model_calls = 0
         """Number of model evaluations so far (to check caching)."""
 

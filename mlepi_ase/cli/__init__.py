@@ -19,6 +19,9 @@ COMMANDS: list[str] = [
     "run",
     "phonons",
     "sample",
+    "make_dataset",
+    "train_phonon",
+    "train_electron",
 ]
 """Modules of :mod:`mlepi_ase.cli` that register a subcommand, in the order shown by ``--help``."""
 

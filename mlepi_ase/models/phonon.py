@@ -106,6 +106,7 @@ __all__ = [
     "normalize_phonon_config",
     "save_phonon_model",
     "load_phonon_model",
+    "read_phonon_model_file",
     "ModelFileError",
 ]
 
@@ -273,13 +274,14 @@ def atoms_to_graph(atoms: Atoms, config: Mapping[str, Any]) -> PhononGraph:
     """Neighbour graph of ``atoms`` for a model with configuration ``config``.
 
     A heterogeneous model uses :func:`mlepi_ase.graph.build_graph` with its per-relation cutoffs (the
-    layers come from ``atoms.arrays["layer"]`` or are detected); a homogeneous one uses all pairs
-    within its single cutoff and needs no layer information.
+    layers come from ``atoms.arrays["layer"]`` or are detected, without modifying ``atoms``); a
+    homogeneous one uses all pairs within its single cutoff and needs no layer information.
     """
     cfg = config
     species = _species_index(atoms, cfg["species"])
     if cfg["heterogeneous"]:
-        graph = build_graph(atoms, cfg["cutoffs"])
+        # layer detection stores the array on the structure: never on the caller's atoms
+        graph = build_graph(atoms if "layer" in atoms.arrays else atoms.copy(), cfg["cutoffs"])
         edge_index, shifts, network = graph.edge_index, graph.shifts, graph.relation
     else:
         i, j, shifts, _ = neighbor_pairs(atoms, cfg["cutoff"])
@@ -751,8 +753,8 @@ class HedgeNetPhonon(torch.nn.Module):
         return res
 
     def count_parameters(self) -> int:
-        """Number of trainable parameters."""
-        return int(sum(p.numel() for p in self.parameters() if p.requires_grad))
+        """Number of parameters (weights; constants such as Clebsch–Gordan tensors are buffers)."""
+        return int(sum(p.numel() for p in self.parameters()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -797,6 +799,7 @@ def save_phonon_model(model: HedgeNetPhonon, path: str | os.PathLike, metadata: 
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

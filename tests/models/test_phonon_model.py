@@ -192,7 +192,7 @@ def test_batch_equals_single_structures(rng):
     out = model(model.batch(structures), compute_stress=True)
     for k, atoms in enumerate(structures):
         single = model.predict(atoms, compute_stress=True)
-        assert float(out["energy"][k]) == pytest.approx(single["energy"], abs=1e-11)
+        assert float(out["energy"][k].detach()) == pytest.approx(single["energy"], abs=1e-11)
         np.testing.assert_allclose(out["stress"][k].detach().numpy(), single["stress"], atol=1e-12)
 
 
@@ -230,6 +230,7 @@ class _Exploit:
         return (open, (self.marker, "w"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_malicious_pickle_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     bad = tmp_path / "bad.pt"
@@ -253,3 +254,12 @@ def test_malicious_pickle_is_refused(tmp_path):
         load_phonon_model(other)
     with pytest.raises(FileNotFoundError):
         load_phonon_model(tmp_path / "missing.pt")
+
+
+def test_layers_are_detected_without_touching_the_atoms(rng):
+    model = tiny_model(True)
+    atoms = rattled_bilayer(rng)
+    ref = energy(model, atoms)
+    del atoms.arrays["layer"]
+    assert energy(model, atoms) == pytest.approx(ref, abs=1e-12)  # flat layers found by z clustering
+    assert "layer" not in atoms.arrays

@@ -1,0 +1,191 @@
+"""Accuracy of trained HedgeNet-Phonon models against the reference force field (REBO + KC).
+
+For each model file:
+
+* **forces** on held-out configurations (default: the 6×6×1 AB bilayer thermal samples at 300 K of
+  ``mlepi make-dataset phonon``, never seen in training, which used 4×4×1 cells only): MAE and RMSE of
+  the force components (meV/Å), energy MAE per atom (meV/atom);
+* **phonons**: the unit cell is relaxed at fixed cell with the model, force constants of the 6×6×1
+  supercell by phonopy finite differences (±0.01 Å) with the model in float64, bands along Γ–M–K–Γ,
+  compared with the reference force field's (relaxed and computed the same way): RMS and max of the
+  frequency differences over all branches and q-points (THz; bands sorted by frequency at every q), the
+  Γ-point G (in-plane optical), ZO (out-of-plane optical), shear and breathing (interlayer) modes, and
+  an overlay plot.
+
+Writes ``<output>/metrics.json`` and ``<output>/phonon_bands_vs_reference.png``.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/eval_phonon_model.py \\
+        --model heterogeneous=data/hedgenet_phonon/hedgenet_phonon.pt \\
+        --model homogeneous=data/hedgenet_phonon/ablation_homogeneous/hedgenet_phonon.pt \\
+        --dataset out/phonon_dataset --output data/hedgenet_phonon
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MODE_LABELS = ("G", "ZO", "shear", "breathing")
+
+
+def force_errors(calc, configs) -> dict:
+    """Force/energy errors of an ASE calculator on labelled configurations (REF_* keys)."""
+    from mlepi_ase.phonon_dataset import REF_ENERGY, REF_FORCES
+
+    df, de = [], []
+    for a in configs:
+        b = a.copy()
+        b.calc = calc
+        df.append((b.get_forces() - a.arrays[REF_FORCES]).ravel())
+        de.append((b.get_potential_energy() - a.info[REF_ENERGY]) / len(a))
+    df, de = np.concatenate(df), np.array(de)
+    return {"n_configs": len(configs), "n_atoms": len(configs[0]),
+            "forces_mae_meV_per_A": 1e3 * float(np.abs(df).mean()),
+            "forces_rmse_meV_per_A": 1e3 * float(np.sqrt((df ** 2).mean())),
+            "energy_mae_meV_per_atom": 1e3 * float(np.abs(de).mean()),
+            "energy_mae_meV_per_atom_after_mean_shift": 1e3 * float(np.abs(de - de.mean()).mean())}
+
+
+def gamma_modes(result) -> dict:
+    """Frequencies (THz) of the labelled Γ modes, grouped by label."""
+    out: dict[str, list[float]] = {}
+    for row in result.gamma_mode_table():
+        out.setdefault(row["label"], []).append(row["frequency_THz"])
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def phonons_with(calc, unitcell, supercell, fmax: float = 1e-5):
+    from mlepi_ase.phonons import compute_force_constants, relax_positions
+
+    relaxed = relax_positions(unitcell, calc, fmax=fmax)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = compute_force_constants(relaxed, calc, supercell, progress=False)
+    return relaxed, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH",
+                        help="model to evaluate (repeatable)")
+    parser.add_argument("--dataset", default=str(ROOT / "out" / "phonon_dataset"),
+                        help="folder written by `mlepi make-dataset phonon`")
+    parser.add_argument("--test-file", default="test_6x6.xyz", help="held-out configurations in --dataset")
+    parser.add_argument("--supercell", type=int, nargs=3, default=[6, 6, 1])
+    parser.add_argument("--npoints", type=int, default=51, help="q-points per band-path segment")
+    parser.add_argument("--output", default=str(ROOT / "data" / "hedgenet_phonon"))
+    parser.add_argument("--plot-models", nargs="+", default=None, metavar="NAME",
+                        help="models drawn in the overlay plot (default: all)")
+    args = parser.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ase.io import read
+
+    from mlepi_ase.calculators import HedgeNetPhononCalculator
+    from mlepi_ase.phonon_dataset import read_phonon_dataset
+    from mlepi_ase.reference import ReferenceForceField
+
+    t0 = time.perf_counter()
+    data = Path(args.dataset)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    test = read_phonon_dataset(data / args.test_file)
+    unit = read(data / "unitcell.xyz")
+    tag = "x".join(map(str, args.supercell))
+    ref_calc = ReferenceForceField()
+    ref_relaxed, ref = phonons_with(ref_calc, unit, args.supercell)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref_bands = ref.band_structure(npoints=args.npoints)
+    ref_gamma = gamma_modes(ref)
+    report = {
+        "description": "HedgeNet-Phonon vs the reference force field (REBO + Kolmogorov-Crespi), AB bilayer "
+                       "graphene; models trained on 4x4x1 configurations only",
+        "test_file": str(Path(args.test_file)),
+        "test_temperature_K": float(test[0].info.get("temperature", float("nan"))),
+        "phonon_supercell": args.supercell,
+        "band_path": ref_bands.labels,
+        "npoints_per_segment": args.npoints,
+        "reference": {"gamma_modes_THz": ref_gamma,
+                      "interlayer_distance_A": _interlayer(ref_relaxed)},
+        "models": {},
+    }
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    d = ref_bands.distances
+    ax.plot(d, ref_bands.frequencies, color="k", lw=1.4)
+    ax.plot([], [], color="k", lw=1.4, label="reference (REBO + KC)")
+    styles = [("C3", "--"), ("C0", ":"), ("C2", "-.")]
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        if not path:
+            parser.error(f"--model must be NAME=PATH, got {spec!r}")
+        calc = HedgeNetPhononCalculator(path, dtype="float64")
+        entry = {"model_file": os.path.relpath(path, out), "metadata": {
+            k2: calc.metadata.get(k2) for k2 in ("cutoffs", "heterogeneous", "package_version")},
+            "parameters": calc.model.count_parameters()}
+        entry["held_out_forces"] = force_errors(calc, test)
+        relaxed, res = phonons_with(calc, unit, args.supercell)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bands = res.band_structure(npoints=args.npoints)
+        diff = np.sort(bands.frequencies, axis=1) - np.sort(ref_bands.frequencies, axis=1)
+        entry["bands"] = {"rms_error_THz": float(np.sqrt((diff ** 2).mean())),
+                          "max_abs_error_THz": float(np.abs(diff).max()),
+                          "rms_error_by_branch_THz": np.sqrt((diff ** 2).mean(axis=0)).round(4).tolist(),
+                          "min_frequency_THz": float(bands.frequencies.min())}
+        g = gamma_modes(res)
+        entry["gamma_modes_THz"] = g
+        entry["gamma_mode_errors_THz"] = {
+            lab: (np.array(g.get(lab, [])) - np.array(ref_gamma.get(lab, []))).round(4).tolist()
+            if len(g.get(lab, [])) == len(ref_gamma.get(lab, [])) else "mode count differs"
+            for lab in MODE_LABELS}
+        entry["interlayer_distance_A"] = _interlayer(relaxed)
+        report["models"][name] = entry
+        if args.plot_models is None or name in args.plot_models:
+            color, ls = styles[(len(ax.get_legend_handles_labels()[0]) - 1) % len(styles)]
+            ax.plot(bands.distances, bands.frequencies, color=color, ls=ls, lw=1.1)
+            ax.plot([], [], color=color, ls=ls, lw=1.1,
+                    label=f"HedgeNet-Phonon {name} (RMS {entry['bands']['rms_error_THz']:.2f} THz)")
+        print(f"{name}: held-out force MAE {entry['held_out_forces']['forces_mae_meV_per_A']:.1f} meV/Å, "
+              f"bands RMS {entry['bands']['rms_error_THz']:.3f} THz, Γ modes {g}", flush=True)
+    for x in ref_bands.label_distances:
+        ax.axvline(x, color="0.6", lw=0.6)
+    ax.set_xticks(ref_bands.label_distances)
+    ax.set_xticklabels(ref_bands.labels)
+    ax.set_xlim(d[0], d[-1])
+    ax.set_ylim(min(0.0, float(ref_bands.frequencies.min())) - 0.5, 1.05 * float(ref_bands.frequencies.max()))
+    ax.set_ylabel("Frequency (THz)")
+    ax.set_title(f"AB bilayer graphene phonons, {tag} supercell force constants")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    png = out / "phonon_bands_vs_reference.png"
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    report["plot"] = png.name
+    report["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out / "metrics.json")
+    print(f"wrote {out / 'metrics.json'} and {png}")
+
+
+def _interlayer(atoms) -> float:
+    z = atoms.positions[:, 2]
+    layers = atoms.arrays["layer"]
+    return float(z[layers == 1].mean() - z[layers == 0].mean())
+
+
+if __name__ == "__main__":
+    main()

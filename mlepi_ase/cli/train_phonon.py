@@ -1,0 +1,45 @@
+"""``mlepi train-phonon CONFIG.yaml``: train HedgeNet-Phonon (:func:`mlepi_ase.train.phonon.train_phonon`).
+
+The YAML file holds the training settings (:data:`mlepi_ase.train.phonon.DEFAULT_TRAIN_CONFIG`: data
+files, model hyper-parameters, dtype, device, optimiser, EMA, schedule, early stopping); paths are
+relative to the YAML file.  A run that finds ``checkpoint.pt`` in its output folder resumes from it
+unless ``--restart`` is given.
+
+Example::
+
+    mlepi train-phonon data/hedgenet_phonon/train_config.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-phonon",
+        help="train a HedgeNet-Phonon force model from an extended XYZ dataset",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", help="training configuration (YAML)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
+    p.add_argument("--device", default=None, help="override the config's device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--dtype", default=None, choices=["float32", "float64"], help="override the config's dtype")
+    p.add_argument("--quiet", action="store_true", help="do not echo log lines to the terminal")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train.phonon import load_train_config, train_phonon
+
+    cfg = load_train_config(args.config)
+    if args.device is not None:
+        cfg["device"] = args.device
+    if args.dtype is not None:
+        cfg["dtype"] = args.dtype
+    result = train_phonon(cfg, resume=not args.restart, log=None if args.quiet else print)
+    print(json.dumps({"model_file": result["model_file"], "stopped": result["stopped"],
+                      "best_epoch": result["best_epoch"], "metrics": result["metrics"]}, indent=2))
+    return 0

@@ -1,0 +1,184 @@
+"""Dataset generation and training of HedgeNet-Phonon: labels, splits, loss decrease, exact resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mlepi_ase.cli import main
+from mlepi_ase.models import load_phonon_model
+from mlepi_ase.phonon_dataset import (
+    REF_ENERGY,
+    REF_FORCES,
+    read_phonon_dataset,
+    split_configurations,
+    stacking_configurations,
+)
+from mlepi_ase.reference import ReferenceForceField
+from mlepi_ase.structures import bilayer_graphene
+from mlepi_ase.train.phonon import load_train_config, train_phonon
+
+TINY_DATA = dict(train_supercell=[2, 2], test_supercell=[3, 3], temperatures=[300.0], n_thermal=[8],
+                 rattle_amplitudes=[0.01, 0.04], n_rattle=[3, 3], n_stacking=4, n_test_thermal=2,
+                 valid_fraction=0.2, test_fraction=0.1)
+TINY_MODEL = dict(num_channels=4, max_L=1, max_ell=1, radial_mlp=[8], num_interactions=2, correlation=2,
+                  num_bessel=4, readout_mlp=4, cutoffs={"intra": 3.0, "inter": 4.5})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """The tiny dataset, made through the command line ``mlepi make-dataset phonon``."""
+    out = tmp_path_factory.mktemp("phonon_data")
+    settings = out / "settings.yaml"
+    settings.write_text(yaml.safe_dump(TINY_DATA))
+    assert main(["make-dataset", "phonon", "-o", str(out), "--settings", str(settings), "--seed", "7",
+                 "--no-progress"]) == 0
+    return out, json.loads((out / "dataset.json").read_text())
+
+
+def test_dataset_labels_and_splits(dataset):
+    out, summary = dataset
+    train = read_phonon_dataset(out / "train.xyz")
+    valid = read_phonon_dataset(out / "valid.xyz")
+    test = read_phonon_dataset(out / "test.xyz")
+    held = read_phonon_dataset(out / "test_3x3.xyz", require_stress=True)
+    assert len(train) + len(valid) + len(test) == 8 + 6 + 4
+    assert all(len(a) == 16 for a in train) and all(len(a) == 36 for a in held)
+    assert {a.info["config_type"] for a in train} == {"thermal_300K", "rattle_0.01", "rattle_0.04", "stacking"}
+    assert all(a.info["config_type"] == "thermal_300K" for a in held)
+    keys = {tuple(np.round(a.positions.ravel(), 6)) for a in train}
+    assert not keys & {tuple(np.round(a.positions.ravel(), 6)) for a in valid + test}
+    # labels are the reference force field's
+    calc = ReferenceForceField()
+    for a in (train[0], held[0]):
+        b = a.copy()
+        b.calc = calc
+        assert b.get_potential_energy() == pytest.approx(a.info[REF_ENERGY], abs=1e-8)
+        np.testing.assert_allclose(b.get_forces(), a.arrays[REF_FORCES], atol=1e-8)
+    assert summary["seed"] == 7 and summary["counts"]["test_3x3"] == {"thermal_300K": 2}
+    assert (out / "reference_phonons_3x3.yaml").is_file()
+
+
+def test_stacking_configurations_slide_the_top_layer(rng):
+    atoms = bilayer_graphene("AB", size=(2, 2))
+    configs = stacking_configurations(atoms, 5, (3.1, 3.9), rattle=0.0, rng=rng)
+    layers = atoms.arrays["layer"]
+    for c in configs:
+        z = c.positions[:, 2]
+        assert z[layers == 1].mean() - z[layers == 0].mean() == pytest.approx(c.info["interlayer"], abs=1e-9)
+        np.testing.assert_allclose(c.positions[layers == 0], atoms.positions[layers == 0], atol=1e-9)
+
+
+def test_split_is_stratified_and_complete(rng):
+    atoms = bilayer_graphene("AB")
+    configs = []
+    for k in range(20):
+        a = atoms.copy()
+        a.info["config_type"] = "a" if k < 10 else "b"
+        a.info["k"] = k
+        configs.append(a)
+    split = split_configurations(configs, 0.2, 0.1, rng=rng)
+    assert sorted(a.info["k"] for s in split.values() for a in s) == list(range(20))
+    assert sum(a.info["config_type"] == "a" for a in split["valid"]) == 2
+    with pytest.raises(ValueError):
+        split_configurations(configs, 0.6, 0.5)
+
+
+def _config(dataset_dir, out_dir, **kw):
+    cfg = dict(train_file=str(dataset_dir / "train.xyz"), valid_file=str(dataset_dir / "valid.xyz"),
+               test_files={"test_3x3": str(dataset_dir / "test_3x3.xyz")}, output_dir=str(out_dir),
+               model=TINY_MODEL, dtype="float64", batch_size=2, lr=0.03, progress=False, seed=3,
+               ema_decay=0.9, stress_weight=10.0)
+    cfg.update(kw)
+    return cfg
+
+
+def test_training_decreases_loss_and_writes_outputs(dataset, tmp_path):
+    data_dir, _ = dataset
+    result = train_phonon(_config(data_dir, tmp_path / "run", max_epochs=6), resume=False)
+    hist = result["history"]
+    assert len(hist) == 6
+    assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"]
+    assert min(h["valid_loss"] for h in hist) < hist[0]["valid_loss"]
+    model = load_phonon_model(result["model_file"])
+    assert model.metadata["training"]["epoch"] == result["best_epoch"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
+    assert set(metrics) == {"train", "valid", "test_3x3"}
+    assert metrics["test_3x3"]["forces_mae_meV_per_A"] > 0
+    assert (tmp_path / "run" / "train.log").read_text().count("epoch") >= 6
+
+
+def test_resume_reproduces_uninterrupted_run(dataset, tmp_path):
+    data_dir, _ = dataset
+    torch.set_num_threads(1)
+    straight = train_phonon(_config(data_dir, tmp_path / "a", max_epochs=4, scheduler="exponential"), resume=False)
+    train_phonon(_config(data_dir, tmp_path / "b", max_epochs=2, scheduler="exponential"), resume=False)
+    resumed = train_phonon(_config(data_dir, tmp_path / "b", max_epochs=4, scheduler="exponential"), resume=True)
+    assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2, 3]
+    np.testing.assert_allclose([h["train_loss"] for h in resumed["history"]],
+                               [h["train_loss"] for h in straight["history"]], rtol=1e-10)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-10, atol=1e-12)
+
+
+def test_bad_training_config(tmp_path):
+    with pytest.raises(KeyError, match="unknown training config"):
+        load_train_config({"train_file": "x.xyz", "learning_rate": 1})
+    with pytest.raises(ValueError, match="train_file"):
+        load_train_config({})
+    with pytest.raises(ValueError, match="scheduler"):
+        load_train_config({"train_file": "x.xyz", "scheduler": "sometimes"})
+
+
+def test_train_phonon_command_line(dataset, tmp_path):
+    data_dir, _ = dataset
+    cfg = _config(data_dir, "run", max_epochs=2)
+    for key in ("train_file", "valid_file"):
+        cfg[key] = str(data_dir / Path(cfg[key]).name)
+    cfg["test_files"] = {}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train-phonon", str(path), "--quiet"]) == 0
+    assert (tmp_path / "run" / "hedgenet_phonon.pt").is_file()  # output_dir relative to the YAML file
+    assert main(["train-phonon", str(path), "--quiet"]) == 0  # resumes: nothing left to do
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"train_file": "x.xyz", "optimiser": "sgd"}))
+    assert main(["train-phonon", str(bad)]) == 2
+
+
+def test_relative_force_weights_equalise_configurations(dataset):
+    from mlepi_ase.train.phonon import PhononDataset
+    from mlepi_ase.models import normalize_phonon_config
+
+    data_dir, _ = dataset
+    data = PhononDataset.from_file(data_dir / "train.xyz", normalize_phonon_config(TINY_MODEL))
+    assert np.all(data.force_weights("uniform") == 1.0)
+    w = data.force_weights("relative", floor=1e-6)
+    msq = np.array([np.mean(f ** 2) for f in data.forces])
+    weighted = w * msq  # each configuration's weighted mean squared force: all equal
+    np.testing.assert_allclose(weighted, weighted[0], rtol=1e-6)
+    small = int(np.argmin(msq))
+    assert w[small] == w.max() and w.max() > 3 * w.min()  # rattles of 0.01 Å count more than thermal ones
+
+
+def test_fine_tuning_starts_from_the_given_model(dataset, tmp_path):
+    data_dir, _ = dataset
+    first = train_phonon(_config(data_dir, tmp_path / "first", max_epochs=2), resume=False)
+    cfg = _config(data_dir, tmp_path / "tuned", max_epochs=1, lr=1e-12, force_weighting="relative")
+    del cfg["model"]
+    cfg["init_model"] = first["model_file"]
+    tuned = train_phonon(cfg, resume=False)
+    a, b = load_phonon_model(first["model_file"]), load_phonon_model(tuned["model_file"])
+    assert a.config == b.config  # normalisation and architecture kept
+    atoms = read_phonon_dataset(data_dir / "valid.xyz")[0]
+    assert b.predict(atoms)["energy"] == pytest.approx(a.predict(atoms)["energy"], abs=1e-6)
+    with pytest.raises(ValueError, match="either model"):
+        load_train_config({"train_file": "x.xyz", "model": {"num_channels": 4}, "init_model": "m.pt"})

@@ -1,0 +1,162 @@
+"""Training of HedgeNet-Electron: the loss goes down, resume is exact, DeepH folders round-trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mlepi_ase.cli import main as mlepi_main
+from mlepi_ase.io.deeph import read_deeph, write_deeph
+from mlepi_ase.models.electron import HedgeNetElectron, load_electron_model
+from mlepi_ase.models.electron_data import read_electron_dataset, write_electron_dataset
+from mlepi_ase.orbitals import block_from_e3nn
+from mlepi_ase.reference.slater_koster import SlaterKosterSP3
+from mlepi_ase.structures import bilayer_graphene
+from mlepi_ase.train.electron import evaluate_model, prepare_samples, train_electron
+
+TINY_MODEL = dict(cutoffs={"intra": 3.0, "inter": 3.8}, num_channels=4, head_channels=2, num_interactions=1,
+                  num_radial=6, radial_hidden=16)
+
+
+def sk_dataset(path: Path, rng, n_train=3, n_valid=1) -> Path:
+    ref = SlaterKosterSP3()
+    items = []
+    for k in range(n_train + n_valid):
+        atoms = bilayer_graphene("AB", size=(1, 1), vacuum=12.0)
+        atoms.positions += rng.normal(scale=0.06, size=atoms.positions.shape)
+        items.append((ref.get_hamiltonian(atoms), "train" if k < n_train else "valid", {"config_type": "rattle"}))
+    return write_electron_dataset(path, items, reference="SlaterKosterSP3")
+
+
+def config(dataset: Path, out: Path, epochs: int, schedule: str = "constant", **training) -> dict:
+    t = dict(epochs=epochs, batch_size=1, lr=0.01, lr_schedule=schedule, dtype="float64", num_threads=1,
+             progress=False, seed=3)
+    t.update(training)
+    return {"data": {"dataset": str(dataset)}, "model": dict(TINY_MODEL), "training": t,
+            "output": {"dir": str(out)}}
+
+
+def test_dataset_file_holds_reference_blocks(tmp_path, rng):
+    path = sk_dataset(tmp_path / "d.h5", rng)
+    items = read_electron_dataset(path)
+    assert [info["split"] for _, info in items] == ["train"] * 3 + ["valid"]
+    h, _ = items[0]
+    again = SlaterKosterSP3().get_hamiltonian(h.to_atoms())
+    assert np.array_equal(h.pairs, again.pairs) and np.abs(h.blocks - again.blocks).max() == 0.0
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] == "mlepi_ase.electron_dataset"
+        assert json.loads(f.attrs["basis"]) == {"C": [0, 1]}
+
+
+def test_training_lowers_the_error_and_resume_is_exact(tmp_path, rng):
+    data = sk_dataset(tmp_path / "d.h5", rng)
+    straight = train_electron(config(data, tmp_path / "straight", epochs=12), log=None)
+    hist = straight["history"]
+    assert len(hist) == 12
+
+    # error of the initial model (same seed, same data statistics) vs the trained one
+    trained = load_electron_model(straight["model_path"])
+    from mlepi_ase.train.electron import _data_statistics
+
+    items = read_electron_dataset(data, "valid")
+    samples = prepare_samples([h for h, _ in items], trained.config)
+    torch.manual_seed(3)
+    init = HedgeNetElectron(trained.config, dtype=torch.float64)
+    train_samples = prepare_samples([h for h, _ in read_electron_dataset(data, "train")], trained.config)
+    init.set_onsite_offset(_data_statistics(train_samples, trained.config)["onsite_mean"])
+    before = evaluate_model(init, samples)["mae_meV"]
+    after = evaluate_model(trained, samples)["mae_meV"]
+    assert after < 0.7 * before, (before, after)
+    assert hist[-1]["train"]["mae_meV"] < hist[0]["train"]["mae_meV"]
+    for part in ("onsite", "intra", "inter"):
+        assert f"mae_{part}_meV" in hist[-1]["valid"]
+
+    # 5 epochs, stop, resume to 12: identical to the straight run
+    first = train_electron(config(data, tmp_path / "resumed", epochs=5), log=None)
+    assert len(first["history"]) == 5
+    resumed = train_electron(config(data, tmp_path / "resumed", epochs=12), resume=True, log=None)
+    assert [h["epoch"] for h in resumed["history"]] == list(range(1, 13))
+    for a, b in zip(hist, resumed["history"]):
+        assert a["train"]["mae_meV"] == pytest.approx(b["train"]["mae_meV"], rel=1e-9, abs=1e-12)
+        assert a["valid"]["mae_meV"] == pytest.approx(b["valid"]["mae_meV"], rel=1e-9, abs=1e-12)
+    log = (tmp_path / "resumed" / "train.log").read_text()
+    assert "resuming from" in log
+    assert (tmp_path / "resumed" / "metrics.json").exists() and (tmp_path / "resumed" / "config.yaml").exists()
+
+
+def test_cli_train_electron(tmp_path, rng):
+    data = sk_dataset(tmp_path / "d.h5", rng, n_train=2, n_valid=1)
+    cfg = config(Path("d.h5"), Path("run"), epochs=1, schedule="cosine")  # relative to the YAML file
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert data.exists()
+    rc = mlepi_main(["train-electron", str(tmp_path / "cfg.yaml"), "--quiet", "--no-progress"])
+    assert rc == 0
+    assert (tmp_path / "run" / "model.pt").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
+    rc = mlepi_main(["train-electron", str(tmp_path / "cfg.yaml"), "--quiet", "--epochs", "2"])
+    assert rc == 0
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 2
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"training": {"epochs": 1}}))
+    assert mlepi_main(["train-electron", str(tmp_path / "bad.yaml"), "--quiet"]) == 2
+
+
+def test_deeph_folder_training_round_trip(tmp_path, rng):
+    """Teacher (an spd model) → DeepH folders in OpenMX order → train a student from the folders."""
+    torch.manual_seed(11)
+    spd = {"C": [0, 1, 2]}
+    teacher = HedgeNetElectron(dict(TINY_MODEL, basis=spd), dtype=torch.float64)
+    teacher.set_onsite_offset({6: np.diag([-3.0] + [3.7] * 3 + [8.0] * 5)})
+    hams = []
+    for k in range(4):
+        atoms = bilayer_graphene("AB", size=(1, 1), vacuum=12.0)
+        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+        h = teacher.predict_hamiltonian(atoms)
+        write_deeph(h, tmp_path / "folders" / f"s{k}")
+        hams.append(h)
+    # the files hold OpenMX order: the d block differs from e3nn order and equals the converted one
+    b = int(np.nonzero((hams[0].pairs[:, 0] == 0) & (hams[0].pairs[:, 1] == 1))[0][0])
+    with h5py.File(tmp_path / "folders" / "s0" / "hamiltonians.h5", "r") as f:
+        s = hams[0].shifts[b]
+        raw = np.asarray(f[f"[{s[0]}, {s[1]}, {s[2]}, 1, 2]"])
+    expect = block_from_e3nn(hams[0].blocks[b], [0, 1, 2], [0, 1, 2], "openmx")
+    assert np.allclose(raw, expect, atol=1e-14) and not np.allclose(raw[4:, 4:], hams[0].blocks[b][4:, 4:])
+    back = read_deeph(tmp_path / "folders" / "s0")
+    assert np.abs(back.blocks[np.lexsort(np.c_[back.pairs, back.shifts][:, ::-1].T)]
+                  - hams[0].blocks[np.lexsort(np.c_[hams[0].pairs, hams[0].shifts][:, ::-1].T)]).max() < 1e-13
+
+    cfg = {"data": {"deeph_folders": [str(tmp_path / "folders" / "s*")], "valid_fraction": 0.25},
+           "model": dict(TINY_MODEL, basis=spd),
+           "training": dict(epochs=4, batch_size=1, lr=0.01, dtype="float64", num_threads=1, progress=False),
+           "output": {"dir": str(tmp_path / "student")}}
+    result = train_electron(cfg, log=None)
+    hist = result["history"]
+    assert hist[-1]["train"]["mae_meV"] < hist[0]["train"]["mae_meV"]
+    student = load_electron_model(result["model_path"])
+    assert student.basis.to_dict() == {"C": [0, 1, 2]}
+    pred = student.predict_hamiltonian(back.to_atoms())
+    write_deeph(pred, tmp_path / "pred")
+    again = read_deeph(tmp_path / "pred")
+    assert np.array_equal(again.pairs, pred.pairs[np.lexsort(np.c_[pred.pairs, pred.shifts][:, ::-1].T)])
+    assert again.hermiticity_error() < 1e-13
+    # wrong basis in the model config is refused with a clear message
+    bad = dict(cfg, model=dict(TINY_MODEL, basis={"C": [0, 1]}), output={"dir": str(tmp_path / "bad")})
+    with pytest.raises(ValueError, match="basis mismatch"):
+        train_electron(bad, log=None)
+
+
+def test_init_model_starts_from_given_weights(tmp_path, rng):
+    data = sk_dataset(tmp_path / "d.h5", rng, n_train=2, n_valid=1)
+    first = train_electron(config(data, tmp_path / "a", epochs=2), log=None)
+    cfg = config(data, tmp_path / "b", epochs=1, lr=1e-12, init_model=first["model_path"])
+    cfg["model"] = {"num_channels": 99}  # ignored: the initial model's configuration is used
+    second = train_electron(cfg, log=None)
+    a, b = load_electron_model(first["model_path"]), load_electron_model(second["model_path"])
+    assert b.config == a.config
+    atoms = read_electron_dataset(data, "valid")[0][0].to_atoms()
+    assert np.abs(a.predict_hamiltonian(atoms).blocks - b.predict_hamiltonian(atoms).blocks).max() < 1e-8
+    assert "starting from the weights" in (tmp_path / "b" / "train.log").read_text()
