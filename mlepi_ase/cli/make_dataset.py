@@ -6,6 +6,9 @@ Kinds (each maps to one function in :data:`KINDS`):
   constants at several temperatures, rattles, layer slides) labelled by the REBO + Kolmogorov–Crespi
   reference force field, written as extended XYZ with MACE's keys and split into train/valid/test, plus
   a held-out larger-supercell test set (:func:`mlepi_ase.phonon_dataset.make_phonon_dataset`).
+* ``electron`` — thermal, rattled, slid and compressed/stretched AB bilayer supercells (4×4×1 train,
+  6×6×1 held out) labelled by the sp3 Slater–Koster reference Hamiltonian, one HDF5 file
+  (:func:`mlepi_ase.models.electron_data.make_electron_dataset`).
 
 Settings come from an optional YAML file (``--settings``) whose keys override the kind's defaults.
 
@@ -47,8 +50,19 @@ def make_phonon(args: argparse.Namespace) -> int:
     return 0
 
 
+def make_electron(args: argparse.Namespace) -> int:
+    """``electron`` kind: :func:`mlepi_ase.models.electron_data.make_electron_dataset`."""
+    from ..models.electron_data import make_electron_dataset
+
+    summary = make_electron_dataset(args.output, _load_settings(args.settings), rng=args.seed,
+                                    progress=not args.no_progress)
+    print(json.dumps({"files": summary["files"], "counts": summary["counts"]}, indent=2, default=str))
+    return 0
+
+
 KINDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "phonon": make_phonon,
+    "electron": make_electron,
 }
 """Dataset kind → function taking the parsed arguments and returning the exit status."""
 
