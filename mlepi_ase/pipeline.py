@@ -37,7 +37,7 @@ __all__ = ["PipelineConfig", "run_pipeline", "make_force_calculator", "make_hami
            "build_unitcell", "DEFAULT_PHONON_MODEL", "DEFAULT_ELECTRON_MODEL"]
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
-DEFAULT_PHONON_MODEL = _DATA / "hedgenet_phonon" / "model.pt"
+DEFAULT_PHONON_MODEL = _DATA / "hedgenet_phonon" / "hedgenet_phonon.pt"
 DEFAULT_ELECTRON_MODEL = _DATA / "hedgenet_electron" / "model.pt"
 
 
