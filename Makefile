@@ -18,8 +18,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e ".[test,dask]"
 	touch $(STAMP)
 
+# one BLAS/OpenMP thread per process: on a 2-core machine that runs anything else, spinning OpenMP
+# threads of torch and OpenBLAS slowed the demo's samples by more than 10x
 demo: venv
-	$(BIN)/mlepi demo --output demo_output
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/mlepi demo --output demo_output
 
 test: venv
 	$(BIN)/python -m pytest -q tests
