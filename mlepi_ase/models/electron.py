@@ -29,8 +29,11 @@ our own, built from e3nn 0.4.4 primitives.
 Architecture
 ------------
 * Node features: a learned embedding of the species (scalars ``0e``).
-* Edge features: a Bessel radial basis :math:`\sqrt{2/r_c}\sin(n\pi r/r_c)/r` times the polynomial
-  envelope :math:`u(r/r_c)` (DimeNet, exponent ``p``), and real spherical harmonics
+* Edge features: a radial basis — Gaussians :math:`\exp(-((r-\mu_k)/w)^2)` on a uniform grid
+  :math:`\mu_k = k r_c/(n-1)`, :math:`w = r_c/(n-1)` (default; local functions fit hoppings with sharp
+  features, such as the cubic tail of the σ channels that ends at 2.6 Å, far better than global ones),
+  or the Bessel basis :math:`\sqrt{2/r_c}\sin(n\pi r/r_c)/r` — with the polynomial envelope
+  :math:`u(r/r_c)` (DimeNet, exponent ``p``), and real spherical harmonics
   :math:`Y^{l}(\hat{\mathbf r}_{ij})` up to ``sh_lmax``.
 * Heterogeneous message passing: every edge has a relation, ``intra`` (same layer) or ``inter``
   (different layers), each with its own cutoff :math:`r_c` and its own edge network (radial MLP
@@ -108,7 +111,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 from ase import Atoms
-from ase.data import atomic_numbers, chemical_symbols
+from ase.data import chemical_symbols
 from torch import nn
 
 from .. import __version__
@@ -148,6 +151,7 @@ DEFAULT_ELECTRON_CONFIG: dict[str, Any] = {
     "sh_lmax": None,
     "num_interactions": 2,
     "num_radial": 8,
+    "radial_basis": "gaussian",
     "radial_hidden": 32,
     "envelope_exponent": 6,
     "avg_num_neighbors": {"intra": 1.0, "inter": 1.0},
@@ -162,14 +166,16 @@ DEFAULT_ELECTRON_CONFIG: dict[str, Any] = {
 ``message_cutoffs``: per relation (Å, ≤ ``cutoffs``, default equal), the range of the message passing
 (the environment an atom sees; smaller values make large systems much cheaper); ``num_channels``:
 multiplicity of the scalar hidden features (halved per step in ``l``); ``head_channels``: the same for
-the reduced features entering the off-site head (default ``num_channels // 2``); ``max_l``: largest ``l`` of the hidden features (default: the
-largest ``L`` of any output block, at least 1); ``sh_lmax``: largest spherical-harmonic degree of the edge
-features (default: the same); ``radial_decay``: None, or initial decay lengths λ (Å) per relation of a
-learnable exponential prior ``exp(−(r − r_0)/λ)`` multiplying the off-site blocks (hopping integrals of
-localised orbitals decay exponentially, so errors of far blocks shrink with them), ``decay_origin``: the
-``r_0`` per relation (Å; set from the shortest training edges); ``avg_num_neighbors``: per-relation message
-normalisation; ``block_scale``:
-output scale (eV).  Both are set from training data by :func:`mlepi_ase.train.electron`.
+the reduced features entering the off-site head (default ``num_channels // 2``); ``max_l``: largest
+``l`` of the hidden features (default: the largest ``L`` of any output block, at least 1); ``sh_lmax``:
+largest spherical-harmonic degree of the edge features (default: the same); ``num_radial`` and
+``radial_basis`` (``"gaussian"`` or ``"bessel"``): the radial basis; ``radial_hidden``: width of the radial
+MLPs; ``envelope_exponent``: of the cutoff envelope; ``radial_decay``: None, or initial decay lengths λ
+(Å) per relation of a learnable exponential prior ``exp(−(r − r_0)/λ)`` multiplying the off-site blocks
+(hopping integrals of localised orbitals decay exponentially, so errors of far blocks shrink with them);
+``decay_origin``: the ``r_0`` per relation (Å); ``avg_num_neighbors``: per-relation message
+normalisation; ``block_scale``: output scale (eV).  The last three are set from the training data by
+:func:`mlepi_ase.train.electron.train_electron`.
 """
 
 
@@ -273,6 +279,10 @@ def normalize_electron_config(config: Mapping[str, Any] | None = None, **overrid
         raise ValueError(f"radial_decay lengths must be positive (Å), got {cfg['radial_decay']}")
     if cfg["decay_origin"] is None:
         cfg["decay_origin"] = {name: 0.0 for name in RELATIONS}
+    if cfg["radial_basis"] not in ("gaussian", "bessel"):
+        raise ValueError(f"radial_basis must be 'gaussian' or 'bessel', got {cfg['radial_basis']!r}")
+    if cfg["radial_basis"] == "gaussian" and int(cfg["num_radial"]) < 2:
+        raise ValueError("a Gaussian radial basis needs num_radial ≥ 2")
     cfg["block_scale"] = float(cfg["block_scale"])
     if not cfg["block_scale"] > 0:
         raise ValueError(f"block_scale must be positive (eV), got {cfg['block_scale']!r}")
@@ -372,6 +382,14 @@ def _bessel(r: torch.Tensor, rc: torch.Tensor, n: int) -> torch.Tensor:
     """Bessel radial basis ``sqrt(2/rc) sin(k π r / rc) / r``, k = 1..n; (E,) → (E, n), 1/Å^{3/2}."""
     k = torch.arange(1, n + 1, dtype=r.dtype, device=r.device)
     return torch.sqrt(2.0 / rc)[:, None] * torch.sin(k[None, :] * math.pi * (r / rc)[:, None]) / r[:, None]
+
+
+def _gaussian(r: torch.Tensor, rc: torch.Tensor, n: int) -> torch.Tensor:
+    """Gaussian radial basis ``exp(−((r − μ_k)/w)²)``, μ_k = k rc/(n−1), w = rc/(n−1); (E,) → (E, n)."""
+    k = torch.arange(n, dtype=r.dtype, device=r.device)
+    w = rc / (n - 1)
+    x = r[:, None] / w[:, None] - k[None, :]
+    return torch.exp(-x * x)
 
 
 def _envelope(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -726,7 +744,10 @@ class HedgeNetElectron(nn.Module):
     def _edge_features(self, src, dst, vectors, rel, cutoffs: torch.Tensor) -> _EdgeChunk:
         r = torch.linalg.norm(vectors, dim=1)
         rc = cutoffs[rel]
-        rbf = _bessel(r, rc, self._config["num_radial"])
+        if self._config["radial_basis"] == "gaussian":
+            rbf = _gaussian(r, rc, self._config["num_radial"])
+        else:
+            rbf = _bessel(r, rc, self._config["num_radial"])
         env = _envelope(r / rc, self._config["envelope_exponent"])
         masks = []
         for k in range(len(RELATIONS)):
@@ -1087,6 +1108,11 @@ def load_electron_model(path: str | os.PathLike, device: torch.device | str = "c
         float32/float64; default: the dtype the model was saved in.
     """
     payload = read_electron_model_file(path)
+    missing = sorted(set(DEFAULT_ELECTRON_CONFIG) - set(payload["config"]))
+    if missing:
+        # a default filled in for a key the file never had could silently change the model's function
+        raise ElectronModelFileError(f"{path}: the stored configuration lacks {missing} (written by an older "
+                                     f"version of mlepi_ase); retrain or add the keys explicitly")
     dt = _as_dtype(dtype if dtype is not None else payload["metadata"].get("dtype", "float32"))
     model = HedgeNetElectron(payload["config"], dtype=dt, device=device)
     try:

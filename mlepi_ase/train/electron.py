@@ -335,14 +335,12 @@ def evaluate_model(model: HedgeNetElectron, samples: Sequence[ElectronSample], b
                    edge_chunk: int | None = None) -> dict[str, float]:
     """Block MAE/RMSE (meV) per relation of ``model`` on ``samples``."""
     model.eval()
-    tot = {"sq": 0.0, "abs": 0.0, "count": 0.0}
     sums = [np.zeros(3), np.zeros(3), np.zeros(3)]
     for start in range(0, len(samples), batch_size):
         batch = _sample_to(collate_samples(samples[start : start + batch_size]), model.device, model.dtype)
         err = block_errors(model(batch.graph, edge_chunk=edge_chunk), batch)
         for k, key in enumerate(("sq", "abs", "count")):
             sums[k] += err[key].double().cpu().numpy()
-    del tot
     return _metrics_from_sums(*sums)
 
 
