@@ -67,6 +67,62 @@ def plot_bands(
     plt.close(fig)
 
 
+def plot_phonon_bands(
+    bands: Sequence,
+    labels: Sequence[str],
+    filename: str | os.PathLike,
+    title: str | None = None,
+    styles: Sequence[dict] | None = None,
+) -> None:
+    """Overlay phonon band structures computed along the same path.
+
+    Parameters
+    ----------
+    bands
+        :class:`mlepi_ase.phonons.BandStructureData` per data set (e.g. from
+        ``PhononResult.band_structure``), all on the same q-points; the first one sets the axes.
+    labels
+        Legend label per data set.
+    filename
+        PNG path.
+    title
+        Figure title.
+    styles
+        Matplotlib line keywords per data set (default: black solid, then red dashed, blue dotted, ...).
+    """
+    if len(bands) != len(labels) or not bands:
+        raise ValueError(f"need one label per band structure, got {len(bands)} band structures and "
+                         f"{len(labels)} labels")
+    first = bands[0]
+    for b in bands[1:]:
+        if b.frequencies.shape[0] != first.frequencies.shape[0] or not np.allclose(b.qpoints, first.qpoints):
+            raise ValueError("the band structures are not on the same q-points")
+    plt = _pyplot()
+    styles = list(styles or [dict(color="k", lw=1.4), dict(color="C3", ls="--", lw=1.1),
+                             dict(color="C0", ls=":", lw=1.1), dict(color="C2", ls="-.", lw=1.1)])
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    d = first.distances
+    for b, label, style in zip(bands, labels, styles):
+        ax.plot(d, b.frequencies, **style)
+        ax.plot([], [], label=label, **style)
+    for x in first.label_distances:
+        ax.axvline(x, color="0.6", lw=0.6)
+    ax.axhline(0.0, color="0.3", lw=0.6, ls=":")
+    ax.set_xticks(first.label_distances)
+    ax.set_xticklabels(first.labels)
+    ax.set_xlim(d[0], d[-1])
+    fmin = min(0.0, *(float(b.frequencies.min()) for b in bands))
+    fmax = max(float(b.frequencies.max()) for b in bands)
+    ax.set_ylim(fmin - 0.02 * fmax, 1.05 * fmax)
+    ax.set_ylabel("Frequency (THz)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(loc="best", fontsize=8, framealpha=0.9)
+    fig.tight_layout()
+    fig.savefig(filename, dpi=110)
+    plt.close(fig)
+
+
 def plot_vf_temperature(
     series: dict,
     filename: str | os.PathLike,

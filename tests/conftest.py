@@ -22,3 +22,16 @@ def ab_bilayer():
 def monolayer():
     """2-atom graphene primitive cell."""
     return monolayer_graphene()
+
+
+@pytest.fixture(scope="session")
+def require_reference_force_field() -> None:
+    """Skip the test when the LAMMPS reference force field (REBO + KC) cannot run on this machine."""
+    try:
+        from mlepi_ase.reference import ReferenceForceField
+
+        probe = bilayer_graphene("AB")
+        probe.calc = ReferenceForceField()
+        probe.get_forces()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"needs the LAMMPS reference force field, which cannot run here: {exc}")

@@ -9,22 +9,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from ase.io import read
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "01_phonons_and_sampling.py"
 
 
-def test_tutorial_phonons_and_sampling_quick(tmp_path):
-    try:
-        from mlepi_ase.reference import ReferenceForceField
-        from mlepi_ase.structures import bilayer_graphene
-
-        probe = bilayer_graphene("AB")
-        probe.calc = ReferenceForceField()
-        probe.get_forces()
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"the tutorial needs the LAMMPS reference force field, which cannot run here: {exc}")
+def test_tutorial_phonons_and_sampling_quick(tmp_path, require_reference_force_field):
     env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
     proc = subprocess.run(
         [sys.executable, str(TUTORIAL), "--quick", "--output", str(tmp_path)],

@@ -2,14 +2,17 @@
 
 A unit cell (any file ASE reads, or a builder name: ``ab-bilayer``, ``aa-bilayer``, ``monolayer``)
 and a calculator (``reference`` = REBO + Kolmogorov–Crespi; ``emt`` = ASE's EMT, a quick plumbing check
-only: its carbon parameters make graphene unstable, and the imaginary modes are reported) →
+only: its carbon parameters make graphene unstable, and the imaginary modes are reported; ``hedgenet`` =
+the shipped HedgeNet-Phonon model; or the path of any HedgeNet-Phonon model file ``*.pt``) →
 positions relaxed at fixed cell → phonopy force constants of the supercell → ``phonopy_params.yaml``
 (with force constants and layer labels) and ``phonon_bands.png`` (Γ–M–K–Γ bands + DOS) in the output
 folder, and the Γ-point modes printed with layered-material labels.
 
-Example::
+Examples::
 
     mlepi phonons ab-bilayer --calculator reference --supercell 6 6 1 -o data/reference_phonons
+    mlepi phonons ab-bilayer --calculator hedgenet -o hedgenet_phonons
+    mlepi phonons ab-bilayer --calculator my_model.pt -o my_model_phonons
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import warnings
 from pathlib import Path
 
 BUILDERS = ("ab-bilayer", "aa-bilayer", "monolayer")
-CALCULATORS = ("reference", "emt")
+CALCULATORS = ("reference", "emt", "hedgenet")
+"""Calculator names; ``--calculator`` also takes the path of a HedgeNet-Phonon model file."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("structure", help=f"unit-cell file (ASE-readable) or builder name: {', '.join(BUILDERS)}")
-    p.add_argument("--calculator", "-c", default="reference", choices=CALCULATORS,
-                   help="force calculator (default: reference)")
+    p.add_argument("--calculator", "-c", default="reference", metavar="NAME_OR_MODEL",
+                   help=f"force calculator: {', '.join(CALCULATORS)} (the shipped HedgeNet-Phonon model) "
+                        "or the path of a HedgeNet-Phonon model file (default: reference)")
     p.add_argument("--supercell", "-s", type=int, nargs=3, default=[6, 6, 1], metavar=("N1", "N2", "N3"),
                    help="diagonal supercell matrix (default: 6 6 1)")
     p.add_argument("--output", "-o", default=".", help="output folder (default: current)")
@@ -81,7 +86,12 @@ def load_structure(name: str, lattice_constant: float | None = None, interlayer:
 
 
 def make_calculator(name: str):
-    """ASE calculator by name: ``reference`` (REBO + KC) or ``emt``."""
+    """ASE calculator by name or model file.
+
+    ``reference`` (REBO + KC), ``emt`` (ASE's EMT), ``hedgenet`` (the shipped HedgeNet-Phonon model,
+    :data:`mlepi_ase.pipeline.DEFAULT_PHONON_MODEL`) or the path of a HedgeNet-Phonon model file
+    (``*.pt``), evaluated in float64 (finite-difference force constants need it).
+    """
     if name == "reference":
         from ..reference import ReferenceForceField
 
@@ -90,7 +100,21 @@ def make_calculator(name: str):
         from ase.calculators.emt import EMT
 
         return EMT()
-    raise ValueError(f"unknown calculator {name!r}; choose from {', '.join(CALCULATORS)}")
+    if name == "hedgenet":
+        from ..pipeline import DEFAULT_PHONON_MODEL
+
+        path = DEFAULT_PHONON_MODEL
+    else:
+        path = Path(name)
+        if path.suffix != ".pt" and not path.exists():
+            raise ValueError(f"unknown calculator {name!r}; choose from {', '.join(CALCULATORS)} "
+                             "or give the path of a HedgeNet-Phonon model file (*.pt)")
+    if not path.is_file():
+        raise FileNotFoundError(f"HedgeNet-Phonon model file {str(path)!r} "
+                                f"{'is not a file' if path.exists() else 'not found'}")
+    from ..calculators import HedgeNetPhononCalculator
+
+    return HedgeNetPhononCalculator(path, dtype="float64")
 
 
 def run(args: argparse.Namespace) -> int:
