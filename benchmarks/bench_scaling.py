@@ -153,9 +153,12 @@ def worker(args) -> None:
         t = time.perf_counter()
         run(moved)
         times.append(time.perf_counter() - t)
-    print(json.dumps({"method": args.method, "structure": args.structure, "n_atoms": len(atoms),
-                      "median_s": statistics.median(times), "times_s": times,
-                      "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    row = {"method": args.method, "structure": args.structure, "n_atoms": len(atoms),
+           "median_s": statistics.median(times), "times_s": times,
+           "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if args.device.startswith("cuda") and torch.cuda.is_available():
+        row["gpu_peak_MiB"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(row))
 
 
 def run_worker(method: str, structure: str, args, timeout: float) -> dict | None:
