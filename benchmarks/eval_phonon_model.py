@@ -87,14 +87,11 @@ def main() -> None:
                         help="models drawn in the overlay plot (default: all)")
     args = parser.parse_args()
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from ase.io import read
 
     from mlepi_ase.calculators import HedgeNetPhononCalculator
     from mlepi_ase.phonon_dataset import read_phonon_dataset
+    from mlepi_ase.plotting import plot_phonon_bands
     from mlepi_ase.reference import ReferenceForceField
 
     t0 = time.perf_counter()
@@ -122,11 +119,7 @@ def main() -> None:
                       "interlayer_distance_A": _interlayer(ref_relaxed)},
         "models": {},
     }
-    fig, ax = plt.subplots(figsize=(6.5, 4.8))
-    d = ref_bands.distances
-    ax.plot(d, ref_bands.frequencies, color="k", lw=1.4)
-    ax.plot([], [], color="k", lw=1.4, label="reference (REBO + KC)")
-    styles = [("C3", "--"), ("C0", ":"), ("C2", "-.")]
+    plotted, plot_labels = [ref_bands], ["reference (REBO + KC)"]
     for spec in args.model:
         name, _, path = spec.partition("=")
         if not path:
@@ -154,25 +147,12 @@ def main() -> None:
         entry["interlayer_distance_A"] = _interlayer(relaxed)
         report["models"][name] = entry
         if args.plot_models is None or name in args.plot_models:
-            color, ls = styles[(len(ax.get_legend_handles_labels()[0]) - 1) % len(styles)]
-            ax.plot(bands.distances, bands.frequencies, color=color, ls=ls, lw=1.1)
-            ax.plot([], [], color=color, ls=ls, lw=1.1,
-                    label=f"HedgeNet-Phonon {name} (RMS {entry['bands']['rms_error_THz']:.2f} THz)")
+            plotted.append(bands)
+            plot_labels.append(f"HedgeNet-Phonon {name} (RMS {entry['bands']['rms_error_THz']:.2f} THz)")
         print(f"{name}: held-out force MAE {entry['held_out_forces']['forces_mae_meV_per_A']:.1f} meV/Å, "
               f"bands RMS {entry['bands']['rms_error_THz']:.3f} THz, Γ modes {g}", flush=True)
-    for x in ref_bands.label_distances:
-        ax.axvline(x, color="0.6", lw=0.6)
-    ax.set_xticks(ref_bands.label_distances)
-    ax.set_xticklabels(ref_bands.labels)
-    ax.set_xlim(d[0], d[-1])
-    ax.set_ylim(min(0.0, float(ref_bands.frequencies.min())) - 0.5, 1.05 * float(ref_bands.frequencies.max()))
-    ax.set_ylabel("Frequency (THz)")
-    ax.set_title(f"AB bilayer graphene phonons, {tag} supercell force constants")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
     png = out / "phonon_bands_vs_reference.png"
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    plot_phonon_bands(plotted, plot_labels, png, title=f"AB bilayer graphene phonons, {tag} supercell force constants")
     report["plot"] = png.name
     report["wall_time_s"] = round(time.perf_counter() - t0, 1)
     tmp = out / "metrics.json.tmp"
