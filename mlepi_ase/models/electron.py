@@ -1073,6 +1073,11 @@ def save_electron_model(model: HedgeNetElectron, path: str | os.PathLike,
     return path
 
 
+_LEGACY_CONFIG_VALUES: dict[str, Any] = {"radial_basis": "bessel"}
+"""Values of configuration keys that model files written before the key existed were built with (files
+without ``radial_basis`` used the Bessel basis); keys missing from a file and not listed here are refused."""
+
+
 def read_electron_model_file(path: str | os.PathLike) -> dict[str, Any]:
     """Load and validate a model file's dict (``torch.load(weights_only=True)``) without building the model."""
     path = Path(path)
@@ -1108,13 +1113,14 @@ def load_electron_model(path: str | os.PathLike, device: torch.device | str = "c
         float32/float64; default: the dtype the model was saved in.
     """
     payload = read_electron_model_file(path)
-    missing = sorted(set(DEFAULT_ELECTRON_CONFIG) - set(payload["config"]))
+    config = {**_LEGACY_CONFIG_VALUES, **payload["config"]}
+    missing = sorted(set(DEFAULT_ELECTRON_CONFIG) - set(config))
     if missing:
         # a default filled in for a key the file never had could silently change the model's function
         raise ElectronModelFileError(f"{path}: the stored configuration lacks {missing} (written by an older "
                                      f"version of mlepi_ase); retrain or add the keys explicitly")
     dt = _as_dtype(dtype if dtype is not None else payload["metadata"].get("dtype", "float32"))
-    model = HedgeNetElectron(payload["config"], dtype=dt, device=device)
+    model = HedgeNetElectron(config, dtype=dt, device=device)
     try:
         model.load_state_dict({k: v.to(device=device) for k, v in payload["state_dict"].items()})
     except RuntimeError as exc:

@@ -282,6 +282,22 @@ def test_model_file_round_trip(tmp_path, rng):
         load_electron_model(tmp_path / "other.pt")
 
 
+def test_files_from_before_a_config_key_existed(tmp_path, rng):
+    """A file without ``radial_basis`` was built with Bessel functions and loads as such; other gaps are refused."""
+    model = tiny(SP, seed=3, radial_basis="bessel")
+    atoms = rattled_bilayer(rng)
+    payload = torch.load(save_electron_model(model, tmp_path / "m.pt"), weights_only=True)
+    del payload["config"]["radial_basis"]
+    torch.save(payload, tmp_path / "old.pt")
+    old = load_electron_model(tmp_path / "old.pt")
+    assert old.config["radial_basis"] == "bessel"
+    assert np.array_equal(old.predict_hamiltonian(atoms).blocks, model.predict_hamiltonian(atoms).blocks)
+    del payload["config"]["num_radial"]
+    torch.save(payload, tmp_path / "older.pt")
+    with pytest.raises(ElectronModelFileError, match="num_radial"):
+        load_electron_model(tmp_path / "older.pt")
+
+
 def test_float32_model_keeps_global_dtype(rng):
     before = torch.get_default_dtype()
     model = tiny(SP, dtype=torch.float32)
