@@ -33,9 +33,7 @@ supercell), ``reference_phonons_4x4.yaml``, ``reference_phonons_6x6.yaml``, ``un
 from __future__ import annotations
 
 import copy
-import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -45,6 +43,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
+from ._files import atomic_json, atomic_write
 from . import __version__
 from .structures import bilayer_graphene
 
@@ -279,18 +278,7 @@ def write_extxyz(path: str | os.PathLike, configs: Sequence[Atoms]) -> Path:
     """Write configurations as extended XYZ atomically (temporary file + rename)."""
     from ase.io import write
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp, list(configs), format="extxyz")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: write(tmp, list(configs), format="extxyz"))
 
 
 def read_phonon_dataset(path: str | os.PathLike, require_stress: bool = False) -> list[Atoms]:
@@ -320,14 +308,6 @@ def read_phonon_dataset(path: str | os.PathLike, require_stress: bool = False) -
         if require_stress and REF_STRESS not in a.info:
             raise ValueError(f"{path}: configuration {k} has no info['{REF_STRESS}']")
     return configs
-
-
-def _atomic_json(path: Path, data: Mapping[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def _per_entry(values: Sequence[Any] | Any, n: int, name: str) -> list[int]:
@@ -453,7 +433,7 @@ def make_phonon_dataset(output_dir: str | os.PathLike, settings: Mapping[str, An
         "units": {"energy": "eV", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3 (Voigt, ASE sign)"},
         "wall_time_s": round(time.perf_counter() - t_start, 2),
     }
-    _atomic_json(out / "dataset.json", summary)
+    atomic_json(out / "dataset.json", summary)
     say(f"wrote {sum(len(s) for s in split.values())} {train_tag} and {len(held_out)} {test_tag} "
         f"configurations to {out} in {summary['wall_time_s']:.0f} s")
     return summary

@@ -48,7 +48,6 @@ phonopy; this module keeps them by mapping every supercell atom to its unit-cell
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +57,8 @@ import numpy as np
 import yaml
 from ase import Atoms
 from ase.calculators.calculator import Calculator
+
+from ._files import atomic_write
 
 __all__ = [
     "DEFAULT_DISTANCE",
@@ -336,22 +337,6 @@ class SupercellModes:
         return u / np.sqrt(self.masses)[:, None]
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class PhononResult:
     """A phonopy calculation with force constants plus the layer labels phonopy cannot hold.
 
@@ -565,7 +550,7 @@ class PhononResult:
                 fh.write("\n")
                 yaml.safe_dump({_METADATA_KEY: meta}, fh, default_flow_style=None, sort_keys=False)
 
-        _atomic_write(path, write)
+        atomic_write(path, write)
         return path
 
     def plot_bands(
@@ -622,7 +607,7 @@ class PhononResult:
         sec.set_ylabel("Frequency (cm$^{-1}$)")
         fig.tight_layout()
         path = Path(filename)
-        _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
         plt.close(fig)
         return path
 

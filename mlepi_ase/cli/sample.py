@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,12 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-    import tempfile
-
     import numpy as np
     from ase.io import write
 
+    from .._files import atomic_write
     from ..phonons import load_phonons
     from ..sampling import (
         DEFAULT_CUTOFF_FREQUENCY,
@@ -90,18 +87,6 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"T = {t:g} K: {len(confs)} configurations")
         frames.extend(confs)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".extxyz")
-    os.close(fd)
-    try:
-        write(tmp, frames, format="extxyz")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    out = atomic_write(args.output, lambda tmp: write(tmp, frames, format="extxyz"))
     print(f"wrote {len(frames)} configurations to {out} in {time.perf_counter() - t0:.1f} s")
     return 0

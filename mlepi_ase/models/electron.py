@@ -102,7 +102,6 @@ import copy
 import math
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +113,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from torch import nn
 
+from .._files import atomic_torch_save, to_plain
 from .. import __version__
 from .._e3nn import o3
 from ..graph import RELATIONS, build_graph
@@ -1008,21 +1008,6 @@ def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
 
 
-def _plain(value: Any) -> Any:
-    """Convert numpy scalars/arrays and tuples to plain Python (loadable with weights_only=True)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
 def save_electron_model(model: HedgeNetElectron, path: str | os.PathLike,
                         metadata: Mapping[str, Any] | None = None) -> Path:
     """Write a model file (atomically): config + state_dict + metadata.
@@ -1060,17 +1045,8 @@ def save_electron_model(model: HedgeNetElectron, path: str | os.PathLike,
         meta.update(copy.deepcopy(dict(metadata)))
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": ELECTRON_MODEL_FORMAT, "format_version": _FORMAT_VERSION,
-               "config": _plain(model.config), "state_dict": state, "metadata": _plain(meta)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+               "config": to_plain(model.config), "state_dict": state, "metadata": to_plain(meta)}
+    return atomic_torch_save(payload, path)
 
 
 _LEGACY_CONFIG_VALUES: dict[str, Any] = {"radial_basis": "bessel"}

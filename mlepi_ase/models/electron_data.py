@@ -52,7 +52,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -62,6 +61,7 @@ import h5py
 import numpy as np
 from ase import Atoms
 
+from .._files import atomic_json, atomic_write, to_plain
 from .. import __version__
 from ..orbitals import OrbitalBasis
 from ..structures import bilayer_graphene
@@ -135,12 +135,8 @@ def write_electron_dataset(path: str | os.PathLike, items: Iterable[tuple[TBHami
     -------
     pathlib.Path
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    basis = None
-    try:
+    def write(tmp: Path) -> None:
+        basis = None
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = DATASET_FORMAT
             f.attrs["format_version"] = _FORMAT_VERSION
@@ -168,29 +164,14 @@ def write_electron_dataset(path: str | os.PathLike, items: Iterable[tuple[TBHami
                                  shuffle=True)
                 g.attrs["split"] = str(split)
                 g.attrs["config_type"] = str(info.get("config_type", ""))
-                g.attrs["info"] = json.dumps(_plain(info))
+                g.attrs["info"] = json.dumps(to_plain(info))
                 n += 1
             if basis is None:
                 raise ElectronDatasetError("no Hamiltonians to write")
             f.attrs["basis"] = json.dumps(basis.to_dict())
             f.attrs["n_structures"] = n
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    return atomic_write(path, write)
 
 
 def _open_dataset(path: str | os.PathLike) -> h5py.File:
@@ -437,9 +418,6 @@ def make_electron_dataset(output_dir: str | os.PathLike, settings: Mapping[str, 
         "units": {"energy": "eV", "length": "Angstrom"},
         "wall_time_s": round(time.perf_counter() - t_start, 2),
     }
-    tmp = out / "dataset.json.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(_plain(summary), fh, indent=2)
-    os.replace(tmp, out / "dataset.json")
+    atomic_json(out / "dataset.json", to_plain(summary))
     say(f"wrote {len(items)} Hamiltonians to {path} in {summary['wall_time_s']:.0f} s")
     return summary

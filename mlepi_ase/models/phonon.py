@@ -64,7 +64,6 @@ import math
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +90,7 @@ from mace.modules.symmetric_contraction import SymmetricContraction  # noqa: E40
 from mace.modules.wrapper_ops import FullyConnectedTensorProduct, Linear, TensorProduct  # noqa: E402
 from mace.tools.cg import U_matrix_real  # noqa: E402
 
+from .._files import atomic_torch_save
 from .. import __version__
 from .._e3nn import o3
 from ..graph import RELATIONS, build_graph, neighbor_pairs
@@ -794,17 +794,7 @@ def save_phonon_model(model: HedgeNetPhonon, path: str | os.PathLike, metadata: 
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "metadata": meta,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def read_phonon_model_file(path: str | os.PathLike) -> dict[str, Any]:

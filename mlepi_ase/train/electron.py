@@ -45,7 +45,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .._files import atomic_json, atomic_torch_save, to_plain
 from .. import __version__
 from ..graph import RELATIONS, _edge_keys
 from ..models.electron import (
@@ -463,24 +463,6 @@ def load_training_data(cfg: Mapping[str, Any], base: Path | None = None,
 
 
 # ---------------------------------------------------------------------------------------- training
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
-
-
 def _data_statistics(samples: Sequence[ElectronSample], model_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Per-relation message-passing neighbour counts, RMS off-site element and mean on-site blocks."""
     counts = np.zeros(len(RELATIONS))
@@ -702,7 +684,7 @@ def train_electron(config: Mapping[str, Any], resume: bool = False, base_dir: st
         train_m = _metrics_from_sums(*sums)
         valid_m = evaluate_model(model, valid_s, batch_size=bs)
         elapsed = elapsed_before + time.perf_counter() - t_start
-        rec = _plain({"epoch": epoch + 1, "lr": lr, "elapsed_s": round(elapsed, 1),
+        rec = to_plain({"epoch": epoch + 1, "lr": lr, "elapsed_s": round(elapsed, 1),
                       "train": train_m, "valid": valid_m})
         history.append(rec)
         say(f"epoch {epoch + 1}/{epochs} lr {rec['lr']:.2e} | train MAE {train_m['mae_meV']:.3f} meV | valid MAE "
@@ -713,13 +695,13 @@ def train_electron(config: Mapping[str, Any], resume: bool = False, base_dir: st
             save_electron_model(model, model_path, metadata={
                 "training": {"epoch": epoch + 1, "valid": valid_m, "config": full_cfg["training"],
                              "n_train": len(train_s), "data": cfg["data"]}})
-        _atomic_torch_save({
+        atomic_torch_save({
             "epoch": epoch + 1, "model_state": model.state_dict(), "model_config": model.config,
             "optimizer_state": opt.state_dict(), "step": global_step,
             "history": json.dumps(history), "best": json.dumps(best), "numpy_rng": _numpy_state(gen),
             "torch_rng": torch.get_rng_state(), "elapsed_s": elapsed, "package_version": __version__,
         }, ckpt_path)
-        _atomic_json(out_dir / "history.json", history)
+        atomic_json(out_dir / "history.json", history)
         if t_cfg["time_limit_s"] and elapsed > float(t_cfg["time_limit_s"]):
             say(f"time limit of {t_cfg['time_limit_s']} s reached after epoch {epoch + 1}; stopping")
             stopped_early = True
@@ -752,12 +734,6 @@ def train_electron(config: Mapping[str, Any], resume: bool = False, base_dir: st
         say(f"{split}: block MAE {m['mae_meV']:.3f} meV (onsite {m['mae_onsite_meV']:.3f}, intra "
             f"{m['mae_intra_meV']:.3f}, inter {m['mae_inter_meV']:.3f}); band errors within ±"
             f"{ev['band_window']} eV: max {m['band_errors']['max_abs_meV']} meV")
-    metrics = _plain(metrics)
-    _atomic_json(out_dir / "metrics.json", metrics)
+    metrics = to_plain(metrics)
+    atomic_json(out_dir / "metrics.json", metrics)
     return {"model_path": str(model_path), "history": history, "best": best, "metrics": metrics}
-
-
-def _plain(value: Any) -> Any:
-    from ..models.electron import _plain as plain
-
-    return plain(value)

@@ -44,7 +44,6 @@ import copy
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +54,7 @@ import torch
 from ase import Atoms
 from ase.stress import voigt_6_to_full_3x3_stress
 
+from .._files import atomic_json, atomic_torch_save
 from .. import __version__
 from ..models.phonon import (
     HedgeNetPhonon,
@@ -113,26 +113,6 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
 
 SCHEDULERS = ("plateau", "exponential", "cosine", "none")
 FORCE_WEIGHTINGS = ("uniform", "relative")
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _atomic_json(data: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def load_train_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
@@ -574,7 +554,7 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
         if cfg["progress"]:
             bar.set_postfix(loss=f"{train_loss:.3e}", val=f"{val['loss']:.3e}",
                             F_mae=f"{val['forces_mae_meV_per_A']:.1f}meV/Å")
-        _atomic_save({
+        atomic_torch_save({
             "format": "mlepi_ase.hedgenet_phonon.checkpoint",
             "package_version": __version__,
             "model_config": model.config,
@@ -590,7 +570,7 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
             "best_epoch": best_epoch,
             "elapsed_s": elapsed,
         }, ckpt_path)
-        _atomic_json(history, out_dir / "history.json")
+        atomic_json(out_dir / "history.json", history)
         if epoch - best_epoch >= cfg["patience"]:
             stopped = "early_stopping"
             break
@@ -613,8 +593,8 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
         for name, m in metrics.items():
             say(f"best model on {name}: E RMSE {m['energy_rmse_meV_per_atom']:.2f} meV/atom, "
                 f"F MAE {m['forces_mae_meV_per_A']:.2f} meV/Å, F RMSE {m['forces_rmse_meV_per_A']:.2f} meV/Å")
-        _atomic_json({"model_file": model_file.name, "best_epoch": best_epoch, "stopped": stopped,
-                      "metrics": metrics}, out_dir / "metrics.json")
+        atomic_json(out_dir / "metrics.json", {"model_file": model_file.name, "best_epoch": best_epoch,
+                                               "stopped": stopped, "metrics": metrics})
     return {"model_file": str(model_file), "metrics": metrics, "epochs": len(history), "stopped": stopped,
             "best_epoch": best_epoch, "history": history}
 
