@@ -58,7 +58,7 @@ import yaml
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from ._files import atomic_write
+from ._files import atomic_write, to_plain
 
 __all__ = [
     "DEFAULT_DISTANCE",
@@ -540,7 +540,7 @@ class PhononResult:
         pathlib.Path
         """
         path = Path(filename)
-        meta: dict[str, Any] = {"info": _plain(self.info)}
+        meta: dict[str, Any] = {"info": to_plain(self.info)}
         if self.unitcell_layers is not None:
             meta["unitcell_layers"] = [int(v) for v in self.unitcell_layers]
 
@@ -610,19 +610,6 @@ class PhononResult:
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
         plt.close(fig)
         return path
-
-
-def _plain(value: Any) -> Any:
-    """Convert numpy scalars/arrays in nested containers to plain Python for yaml."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # --------------------------------------------------------------------------------------------

@@ -68,9 +68,9 @@ class HedgeNetElectronCalculator(HamiltonianCalculator):
         if isinstance(model, HedgeNetElectron):
             self.model = model.to(device=device)
             if dtype is not None:
-                from ..models.electron import _as_dtype
+                from ..models._base import as_dtype
 
-                self.model = self.model.to(dtype=_as_dtype(dtype))
+                self.model = self.model.to(dtype=as_dtype(dtype))
             self.model_path = None
         else:
             path = Path(model)

@@ -20,7 +20,8 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from ..models.phonon import HedgeNetPhonon, _as_dtype, load_phonon_model
+from ..models._base import as_dtype
+from ..models.phonon import HedgeNetPhonon, load_phonon_model
 
 __all__ = ["HedgeNetPhononCalculator"]
 
@@ -59,7 +60,7 @@ class HedgeNetPhononCalculator(Calculator):
         super().__init__(**kwargs)
         if (model_path is None) == (model is None):
             raise ValueError("give exactly one of model_path or model")
-        self.torch_dtype = _as_dtype(dtype)
+        self.torch_dtype = as_dtype(dtype)
         self.device = torch.device(device)
         if model is None:
             model = load_phonon_model(model_path, device=self.device, dtype=self.torch_dtype)

@@ -119,6 +119,7 @@ from .._e3nn import o3
 from ..graph import RELATIONS, build_graph
 from ..orbitals import OrbitalBasis
 from ..tb import TBHamiltonian
+from ._base import ConstantsModule, as_dtype
 
 from e3nn import nn as e3nn_nn  # noqa: E402  (after mlepi_ase._e3nn, see that module)
 
@@ -560,7 +561,7 @@ def _no_torchscript():
         e3nn.set_optimization_defaults(**before)
 
 
-class HedgeNetElectron(nn.Module):
+class HedgeNetElectron(ConstantsModule):
     """E(3)-equivariant Hamiltonian model with per-relation edge networks (see the module docstring).
 
     Parameters
@@ -656,31 +657,11 @@ class HedgeNetElectron(nn.Module):
         """Per-relation cutoffs (Å)."""
         return dict(self._config["cutoffs"])
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     def count_parameters(self) -> int:
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     # ------------------------------------------------------------------------ constants
-    def _apply(self, fn, *args, **kwargs):  # noqa: D401 - torch hook
-        """Move/cast as torch does, then rebuild the constant tensors in the new dtype."""
-        out = super()._apply(fn, *args, **kwargs)
-        self._refresh_constants()
-        return out
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
-        """As torch's, then rebuild the Wigner-3j constants in the model dtype."""
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self._refresh_constants()
-        return result
-
     @torch.no_grad()
     def _refresh_constants(self) -> None:
         """Recompute e3nn's Wigner-3j buffers and the block maps from float64 in the model dtype."""
@@ -998,14 +979,6 @@ def collate_electron_graphs(graphs: Sequence[ElectronGraph]) -> ElectronGraph:
 
 
 # ------------------------------------------------------------------------------ model files
-def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    table = {"float32": torch.float32, "float64": torch.float64, "float": torch.float32, "double": torch.float64}
-    try:
-        return table[str(dtype).replace("torch.", "")]
-    except KeyError:
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
 
 
 def save_electron_model(model: HedgeNetElectron, path: str | os.PathLike,
@@ -1095,7 +1068,7 @@ def load_electron_model(path: str | os.PathLike, device: torch.device | str = "c
         # a default filled in for a key the file never had could silently change the model's function
         raise ElectronModelFileError(f"{path}: the stored configuration lacks {missing} (written by an older "
                                      f"version of mlepi_ase); retrain or add the keys explicitly")
-    dt = _as_dtype(dtype if dtype is not None else payload["metadata"].get("dtype", "float32"))
+    dt = as_dtype(dtype if dtype is not None else payload["metadata"].get("dtype", "float32"))
     model = HedgeNetElectron(config, dtype=dt, device=device)
     try:
         model.load_state_dict({k: v.to(device=device) for k, v in payload["state_dict"].items()})

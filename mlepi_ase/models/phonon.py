@@ -94,6 +94,7 @@ from .._files import atomic_torch_save
 from .. import __version__
 from .._e3nn import o3
 from ..graph import RELATIONS, build_graph, neighbor_pairs
+from ._base import ConstantsModule, as_dtype
 
 __all__ = [
     "DEFAULT_PHONON_CONFIG",
@@ -459,7 +460,7 @@ class HeteroInteractionBlock(torch.nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-class HedgeNetPhonon(torch.nn.Module):
+class HedgeNetPhonon(ConstantsModule):
     """HedgeNet-Phonon energy model (see the module docstring).
 
     Parameters
@@ -566,26 +567,6 @@ class HedgeNetPhonon(torch.nn.Module):
         if self.heterogeneous:
             return dict(self._config["cutoffs"])
         return {name: self._config["cutoff"] for name in RELATIONS}
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def _apply(self, fn, *args, **kwargs):  # noqa: D401 - torch hook
-        """Move/cast as torch does, then rebuild the constant tensors in the new dtype."""
-        out = super()._apply(fn, *args, **kwargs)
-        self._refresh_constants()
-        return out
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
-        """As torch's, then rebuild the constants (E0, scale and shift come from the config)."""
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self._refresh_constants()
-        return result
 
     @torch.no_grad()
     def _refresh_constants(self) -> None:
@@ -854,7 +835,7 @@ def load_phonon_model(path: str | os.PathLike, device: torch.device | str = "cpu
     payload = read_phonon_model_file(path)
     if dtype is None:
         dtype = payload["metadata"].get("dtype", "float64")
-    dtype = _as_dtype(dtype)
+    dtype = as_dtype(dtype)
     model = HedgeNetPhonon(payload["config"], dtype=dtype, device=device)
     try:
         model.load_state_dict(payload["state_dict"])
@@ -864,12 +845,3 @@ def load_phonon_model(path: str | os.PathLike, device: torch.device | str = "cpu
     return model.eval()
 
 
-def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        out = dtype
-    else:
-        out = {"float32": torch.float32, "float64": torch.float64, "float": torch.float32,
-               "double": torch.float64}.get(str(dtype).replace("torch.", ""))
-    if out not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-    return out

@@ -56,10 +56,10 @@ from ase.stress import voigt_6_to_full_3x3_stress
 
 from .._files import atomic_json, atomic_torch_save
 from .. import __version__
+from ..models._base import as_dtype
 from ..models.phonon import (
     HedgeNetPhonon,
     PhononGraph,
-    _as_dtype,
     atoms_to_graph,
     collate_graphs,
     normalize_phonon_config,
@@ -162,7 +162,7 @@ def load_train_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str
     if cfg["init_model"] is not None and cfg["model"]:
         raise ValueError("give either model (a new model) or init_model (fine-tune an existing one), not both")
     normalize_phonon_config(cfg["model"])  # validate early
-    _as_dtype(cfg["dtype"])
+    as_dtype(cfg["dtype"])
     if cfg["scheduler"] not in SCHEDULERS:
         raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {cfg['scheduler']!r}")
     for key in ("batch_size", "max_epochs", "patience", "scheduler_patience"):
@@ -452,7 +452,7 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
 
     if cfg["num_threads"]:
         torch.set_num_threads(int(cfg["num_threads"]))
-    dtype = _as_dtype(cfg["dtype"])
+    dtype = as_dtype(cfg["dtype"])
     device = torch.device(cfg["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available")
