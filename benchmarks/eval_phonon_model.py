@@ -93,6 +93,7 @@ def main() -> None:
     from mlepi_ase.phonon_dataset import read_phonon_dataset
     from mlepi_ase.plotting import plot_phonon_bands
     from mlepi_ase.reference import ReferenceForceField
+    from mlepi_ase.structures import interlayer_distance
 
     t0 = time.perf_counter()
     data = Path(args.dataset)
@@ -116,7 +117,7 @@ def main() -> None:
         "band_path": ref_bands.labels,
         "npoints_per_segment": args.npoints,
         "reference": {"gamma_modes_THz": ref_gamma,
-                      "interlayer_distance_A": _interlayer(ref_relaxed)},
+                      "interlayer_distance_A": interlayer_distance(ref_relaxed)},
         "models": {},
     }
     plotted, plot_labels = [ref_bands], ["reference (REBO + KC)"]
@@ -133,10 +134,9 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             bands = res.band_structure(npoints=args.npoints)
-        diff = np.sort(bands.frequencies, axis=1) - np.sort(ref_bands.frequencies, axis=1)
-        entry["bands"] = {"rms_error_THz": float(np.sqrt((diff ** 2).mean())),
-                          "max_abs_error_THz": float(np.abs(diff).max()),
-                          "rms_error_by_branch_THz": np.sqrt((diff ** 2).mean(axis=0)).round(4).tolist(),
+        err = bands.differences(ref_bands)
+        entry["bands"] = {"rms_error_THz": err["rms_THz"], "max_abs_error_THz": err["max_abs_THz"],
+                          "rms_error_by_branch_THz": np.round(err["rms_by_branch_THz"], 4).tolist(),
                           "min_frequency_THz": float(bands.frequencies.min())}
         g = gamma_modes(res)
         entry["gamma_modes_THz"] = g
@@ -144,7 +144,7 @@ def main() -> None:
             lab: (np.array(g.get(lab, [])) - np.array(ref_gamma.get(lab, []))).round(4).tolist()
             if len(g.get(lab, [])) == len(ref_gamma.get(lab, [])) else "mode count differs"
             for lab in MODE_LABELS}
-        entry["interlayer_distance_A"] = _interlayer(relaxed)
+        entry["interlayer_distance_A"] = interlayer_distance(relaxed)
         report["models"][name] = entry
         if args.plot_models is None or name in args.plot_models:
             plotted.append(bands)
@@ -159,12 +159,6 @@ def main() -> None:
     tmp.write_text(json.dumps(report, indent=2))
     os.replace(tmp, out / "metrics.json")
     print(f"wrote {out / 'metrics.json'} and {png}")
-
-
-def _interlayer(atoms) -> float:
-    z = atoms.positions[:, 2]
-    layers = atoms.arrays["layer"]
-    return float(z[layers == 1].mean() - z[layers == 0].mean())
 
 
 if __name__ == "__main__":

@@ -241,6 +241,17 @@ class BandStructureData:
     labels: list[str]
     label_distances: np.ndarray
 
+    def differences(self, reference: "BandStructureData") -> dict[str, Any]:
+        """Frequency errors (THz) against ``reference`` on the same q-points, bands sorted at every q.
+
+        Returns ``rms_THz``, ``max_abs_THz`` (floats) and ``rms_by_branch_THz`` (list, one per sorted band).
+        """
+        if self.frequencies.shape != reference.frequencies.shape or not np.allclose(self.qpoints, reference.qpoints):
+            raise ValueError("the band structures are not on the same q-points")
+        diff = np.sort(self.frequencies, axis=1) - np.sort(reference.frequencies, axis=1)
+        return {"rms_THz": float(np.sqrt((diff ** 2).mean())), "max_abs_THz": float(np.abs(diff).max()),
+                "rms_by_branch_THz": np.sqrt((diff ** 2).mean(axis=0)).tolist()}
+
     def imaginary(self, tolerance: float = IMAGINARY_TOLERANCE) -> list[tuple[np.ndarray, float]]:
         """``(q, frequency)`` of every band below ``-tolerance`` THz (lowest band per q)."""
         out = []

@@ -46,6 +46,7 @@ __all__ = [
     "layers_by_z_clustering",
     "layers_by_bond_graph",
     "get_layers",
+    "interlayer_distance",
     "LayerDetectionError",
     "check_positions",
 ]
@@ -435,3 +436,13 @@ def get_layers(atoms: Atoms, detect: bool = True) -> np.ndarray:
             "structure has no layer information: set atoms.arrays['layer'] or call assign_layers(atoms)"
         )
     return assign_layers(atoms)
+
+
+def interlayer_distance(atoms: Atoms, lower: int = 0, upper: int = 1) -> float:
+    """Mean z of layer ``upper`` minus mean z of layer ``lower`` (Å); layers from :func:`get_layers`."""
+    layers = get_layers(atoms)
+    z = atoms.positions[:, 2]
+    for k in (lower, upper):
+        if not np.any(layers == k):
+            raise LayerDetectionError(f"structure has no atoms in layer {k}")
+    return float(z[layers == upper].mean() - z[layers == lower].mean())

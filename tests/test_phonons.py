@@ -17,6 +17,7 @@ from ase.neighborlist import neighbor_list
 
 from mlepi_ase.phonons import (
     DEFAULT_SYMPREC,
+    BandStructureData,
     ImaginaryModeWarning,
     PhononResult,
     THZ_TO_CM1,
@@ -466,3 +467,20 @@ def test_cli_phonons(tmp_path, capsys):
     assert "breathing" in capsys.readouterr().out
     assert main(["phonons", str(tmp_path / "nothing.xyz"), "-o", str(out)]) == 2
     assert "neither a builder" in capsys.readouterr().err
+
+
+def test_band_differences_sort_bands_at_every_q():
+    q = np.zeros((3, 3))
+    q[:, 0] = [0.0, 0.25, 0.5]
+    ref = BandStructureData(np.arange(3.0), np.array([[0.0, 1.0], [1.0, 2.0], [2.0, 5.0]]), q, ["Γ", "M"],
+                            np.array([0.0, 2.0]))
+    swapped = BandStructureData(ref.distances, ref.frequencies[:, ::-1] + np.array([[0.0, 0.0], [0.0, 0.0], [0.3, 0.0]]),
+                                q, ref.labels, ref.label_distances)
+    err = swapped.differences(ref)
+    # band order does not matter; only the 5.0 → 5.3 change of the upper band at the last q remains
+    assert err["max_abs_THz"] == pytest.approx(0.3)
+    assert err["rms_THz"] == pytest.approx(np.sqrt(0.09 / 6))
+    assert err["rms_by_branch_THz"] == pytest.approx([0.0, np.sqrt(0.09 / 3)])
+    assert ref.differences(ref)["rms_THz"] == 0.0
+    with pytest.raises(ValueError, match="same q-points"):
+        ref.differences(BandStructureData(ref.distances, ref.frequencies, q + 0.1, ref.labels, ref.label_distances))

@@ -11,6 +11,7 @@ from mlepi_ase.structures import (
     assign_layers,
     bilayer_graphene,
     get_layers,
+    interlayer_distance,
     monolayer_graphene,
     twist_angle,
     twisted_bilayer_graphene,
@@ -108,3 +109,11 @@ def test_bad_input():
     atoms = Atoms("C2", positions=[[0, 0, 0], [np.nan, 0, 0]], cell=[5, 5, 5], pbc=True)
     with pytest.raises(ValueError, match="NaN"):
         assign_layers(atoms)
+
+
+def test_interlayer_distance():
+    atoms = bilayer_graphene("AB", size=(2, 2), interlayer=3.41)
+    assert interlayer_distance(atoms) == pytest.approx(3.41, abs=1e-12)
+    assert interlayer_distance(atoms, lower=1, upper=0) == pytest.approx(-3.41, abs=1e-12)
+    with pytest.raises(LayerDetectionError, match="layer 1"):
+        interlayer_distance(monolayer_graphene())
