@@ -5,6 +5,9 @@ For each model file:
 * **forces** on held-out configurations (default: the 6×6×1 AB bilayer thermal samples at 300 K of
   ``mlepi make-dataset phonon``, never seen in training, which used 4×4×1 cells only): MAE and RMSE of
   the force components (meV/Å), energy MAE per atom (meV/atom);
+* **forces by configuration type** on the 4×4×1 test split (``test.xyz``: thermal samples per temperature,
+  rattles per amplitude, layer slides): MAE, the RMS reference force and their ratio, which shows the
+  regime (near-harmonic small displacements vs large thermal ones) where the model is least accurate;
 * **phonons**: the unit cell is relaxed at fixed cell with the model, force constants of the 6×6×1
   supercell by phonopy finite differences (±0.01 Å) with the model in float64, bands along Γ–M–K–Γ,
   compared with the reference force field's (relaxed and computed the same way): RMS and max of the
@@ -25,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 import warnings
@@ -55,6 +57,28 @@ def force_errors(calc, configs) -> dict:
             "energy_mae_meV_per_atom_after_mean_shift": 1e3 * float(np.abs(de - de.mean()).mean())}
 
 
+def force_errors_by_type(calc, configs) -> dict:
+    """Force MAE per ``config_type`` (meV/Å), with the RMS reference force (eV/Å) and the ratio of the two (%)."""
+    from mlepi_ase.phonon_dataset import REF_FORCES
+
+    groups: dict[str, list[np.ndarray]] = {}
+    refs: dict[str, list[np.ndarray]] = {}
+    for a in configs:
+        b = a.copy()
+        b.calc = calc
+        key = str(a.info.get("config_type", "default"))
+        groups.setdefault(key, []).append((b.get_forces() - a.arrays[REF_FORCES]).ravel())
+        refs.setdefault(key, []).append(np.asarray(a.arrays[REF_FORCES]).ravel())
+    out = {}
+    for key in sorted(groups):
+        df, f = np.concatenate(groups[key]), np.concatenate(refs[key])
+        mae, rms = float(np.abs(df).mean()), float(np.sqrt((f ** 2).mean()))
+        out[key] = {"n_configs": len(groups[key]), "forces_mae_meV_per_A": round(1e3 * mae, 2),
+                    "reference_force_rms_eV_per_A": round(rms, 4),
+                    "mae_over_rms_percent": round(100 * mae / rms, 3)}
+    return out
+
+
 def gamma_modes(result) -> dict:
     """Frequencies (THz) of the labelled Γ modes, grouped by label."""
     out: dict[str, list[float]] = {}
@@ -80,6 +104,8 @@ def main() -> None:
     parser.add_argument("--dataset", default=str(ROOT / "out" / "phonon_dataset"),
                         help="folder written by `mlepi make-dataset phonon`")
     parser.add_argument("--test-file", default="test_6x6.xyz", help="held-out configurations in --dataset")
+    parser.add_argument("--by-type-file", default="test.xyz",
+                        help="configurations in --dataset for the per-configuration-type force errors ('' to skip)")
     parser.add_argument("--supercell", type=int, nargs=3, default=[6, 6, 1])
     parser.add_argument("--npoints", type=int, default=51, help="q-points per band-path segment")
     parser.add_argument("--output", default=str(ROOT / "data" / "hedgenet_phonon"))
@@ -89,6 +115,7 @@ def main() -> None:
 
     from ase.io import read
 
+    from mlepi_ase._files import atomic_json
     from mlepi_ase.calculators import HedgeNetPhononCalculator
     from mlepi_ase.phonon_dataset import read_phonon_dataset
     from mlepi_ase.plotting import plot_phonon_bands
@@ -100,6 +127,7 @@ def main() -> None:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     test = read_phonon_dataset(data / args.test_file)
+    by_type = read_phonon_dataset(data / args.by_type_file) if args.by_type_file else []
     unit = read(data / "unitcell.xyz")
     tag = "x".join(map(str, args.supercell))
     ref_calc = ReferenceForceField()
@@ -130,6 +158,8 @@ def main() -> None:
             k2: calc.metadata.get(k2) for k2 in ("cutoffs", "heterogeneous", "package_version")},
             "parameters": calc.model.count_parameters()}
         entry["held_out_forces"] = force_errors(calc, test)
+        if by_type:
+            entry["forces_by_config_type"] = {"file": args.by_type_file, **force_errors_by_type(calc, by_type)}
         relaxed, res = phonons_with(calc, unit, args.supercell)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -155,9 +185,7 @@ def main() -> None:
     plot_phonon_bands(plotted, plot_labels, png, title=f"AB bilayer graphene phonons, {tag} supercell force constants")
     report["plot"] = png.name
     report["wall_time_s"] = round(time.perf_counter() - t0, 1)
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out / "metrics.json")
+    atomic_json(out / "metrics.json", report)
     print(f"wrote {out / 'metrics.json'} and {png}")
 
 

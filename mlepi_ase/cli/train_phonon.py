@@ -3,7 +3,8 @@
 The YAML file holds the training settings (:data:`mlepi_ase.train.phonon.DEFAULT_TRAIN_CONFIG`: data
 files, model hyper-parameters, dtype, device, optimiser, EMA, schedule, early stopping); paths are
 relative to the YAML file.  A run that finds ``checkpoint.pt`` in its output folder resumes from it
-unless ``--restart`` is given.
+unless ``--restart`` is given.  ``--export-last FILE`` trains nothing: it writes the (EMA) weights of the
+checkpoint's last epoch as a model file, next to the lowest-validation-loss model the trainer keeps.
 
 Example::
 
@@ -27,14 +28,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
     p.add_argument("--device", default=None, help="override the config's device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--dtype", default=None, choices=["float32", "float64"], help="override the config's dtype")
+    p.add_argument("--export-last", default=None, metavar="FILE",
+                   help="write the last checkpointed epoch's EMA weights to FILE and exit (no training)")
     p.add_argument("--quiet", action="store_true", help="do not echo log lines to the terminal")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.phonon import load_train_config, train_phonon
+    from pathlib import Path
+
+    from ..train.phonon import export_checkpoint_model, load_train_config, train_phonon
 
     cfg = load_train_config(args.config)
+    if args.export_last is not None:
+        ckpt = Path(cfg["output_dir"]) / "checkpoint.pt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"no training checkpoint at {str(ckpt)!r}")
+        print(export_checkpoint_model(ckpt, args.export_last))
+        return 0
     if args.device is not None:
         cfg["device"] = args.device
     if args.dtype is not None:

@@ -599,5 +599,43 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
             "best_epoch": best_epoch, "history": history}
 
 
+def export_checkpoint_model(checkpoint: str | os.PathLike, path: str | os.PathLike, use_ema: bool = True
+                            ) -> Path:
+    """Write the weights of a training checkpoint's last epoch as a model file.
+
+    The trainer keeps the model of the epoch with the lowest validation loss in ``model_file``; this
+    exports the state after the last finished epoch instead (for example at the end of a learning-rate
+    anneal, when the weighted validation loss is too noisy to pick an epoch by).
+
+    Parameters
+    ----------
+    checkpoint
+        ``<output_dir>/checkpoint.pt`` written by :func:`train_phonon` (read with ``weights_only=True``).
+    path
+        Model file to write (:func:`mlepi_ase.models.phonon.save_phonon_model` format).
+    use_ema
+        Export the exponential moving average of the weights (what the trainer validates and saves), not
+        the raw optimiser iterate.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "mlepi_ase.hedgenet_phonon.checkpoint":
+        raise ValueError(f"{str(checkpoint)!r} is not a HedgeNet-Phonon training checkpoint")
+    model = HedgeNetPhonon(ckpt["model_config"], dtype=next(iter(ckpt["model"].values())).dtype)
+    model.load_state_dict(ckpt["model"])
+    if use_ema:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(ckpt["ema"]["shadow"][name])
+    last = ckpt["history"][-1] if ckpt["history"] else {}
+    meta = {"training": {"epoch": int(ckpt["epoch"]), "exported_from": "checkpoint", "ema": bool(use_ema),
+                         "valid": {k[len("valid_"):]: v for k, v in last.items() if k.startswith("valid_")}}}
+    return save_phonon_model(model, path, metadata=meta)
+
+
 def _plain_cfg(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(cfg), default=str))

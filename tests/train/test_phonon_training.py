@@ -182,3 +182,30 @@ def test_fine_tuning_starts_from_the_given_model(dataset, tmp_path):
     assert b.predict(atoms)["energy"] == pytest.approx(a.predict(atoms)["energy"], abs=1e-6)
     with pytest.raises(ValueError, match="either model"):
         load_train_config({"train_file": "x.xyz", "model": {"num_channels": 4}, "init_model": "m.pt"})
+
+
+def test_export_checkpoint_model_writes_the_last_epoch(dataset, tmp_path):
+    from mlepi_ase.train.phonon import export_checkpoint_model
+
+    data_dir, _ = dataset
+    train_phonon(_config(data_dir, tmp_path / "run", max_epochs=3), resume=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    for use_ema in (True, False):
+        path = export_checkpoint_model(tmp_path / "run" / "checkpoint.pt", tmp_path / f"last_{use_ema}.pt", use_ema)
+        model = load_phonon_model(path)
+        assert model.metadata["training"]["epoch"] == 2
+        assert model.metadata["training"]["ema"] is use_ema
+        for name, p in model.named_parameters():
+            want = ckpt["ema"]["shadow"][name] if use_ema else ckpt["model"][name]
+            torch.testing.assert_close(p.detach(), want, rtol=0, atol=0)
+    ema, raw = load_phonon_model(tmp_path / "last_True.pt"), load_phonon_model(tmp_path / "last_False.pt")
+    atoms = read_phonon_dataset(data_dir / "valid.xyz")[0]
+    assert ema.predict(atoms)["energy"] != raw.predict(atoms)["energy"]  # the averaged weights differ
+    with pytest.raises(ValueError, match="not a HedgeNet-Phonon training checkpoint"):
+        export_checkpoint_model(tmp_path / "last_True.pt", tmp_path / "x.pt")
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(yaml.safe_dump(_config(data_dir, tmp_path / "run", max_epochs=3)))
+    assert main(["train-phonon", str(cfg_file), "--export-last", str(tmp_path / "cli.pt")]) == 0
+    torch.testing.assert_close(load_phonon_model(tmp_path / "cli.pt").state_dict(), ema.state_dict())
+    cfg_file.write_text(yaml.safe_dump(_config(data_dir, tmp_path / "none", max_epochs=3)))
+    assert main(["train-phonon", str(cfg_file), "--export-last", str(tmp_path / "x.pt")]) == 2
