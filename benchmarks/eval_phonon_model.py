@@ -7,7 +7,9 @@ For each model file:
   the force components (meV/Å), energy MAE per atom (meV/atom);
 * **forces by configuration type** on the 4×4×1 test split (``test.xyz``: thermal samples per temperature,
   rattles per amplitude, layer slides): MAE, the RMS reference force and their ratio, which shows the
-  regime (near-harmonic small displacements vs large thermal ones) where the model is least accurate;
+  regime (near-harmonic small displacements vs large thermal ones) where the model is least accurate,
+  and, for the thermal samples, the mean force-error norm binned by each atom's largest bond-angle
+  deviation from 120° (how the error grows with the local distortion);
 * **phonons**: the unit cell is relaxed at fixed cell with the model, force constants of the 6×6×1
   supercell by phonopy finite differences (±0.01 Å) with the model in float64, bands along Γ–M–K–Γ,
   compared with the reference force field's (relaxed and computed the same way): RMS and max of the
@@ -57,26 +59,68 @@ def force_errors(calc, configs) -> dict:
             "energy_mae_meV_per_atom_after_mean_shift": 1e3 * float(np.abs(de - de.mean()).mean())}
 
 
-def force_errors_by_type(calc, configs) -> dict:
-    """Force MAE per ``config_type`` (meV/Å), with the RMS reference force (eV/Å) and the ratio of the two (%)."""
+def _max_bond_angle_deviation(atoms, bond_cutoff: float = 1.85) -> np.ndarray:
+    """Per atom, the largest |θ − 120°| of its C–C bond angles (degrees); NaN unless it has 3 bonds."""
+    from ase.neighborlist import neighbor_list
+
+    i_idx, vec = neighbor_list("iD", atoms, bond_cutoff)
+    out = np.full(len(atoms), np.nan)
+    for i in range(len(atoms)):
+        v = vec[i_idx == i]
+        if len(v) != 3:
+            continue
+        u = v / np.linalg.norm(v, axis=1)[:, None]
+        cos = np.clip([u[0] @ u[1], u[0] @ u[2], u[1] @ u[2]], -1.0, 1.0)
+        out[i] = np.abs(np.degrees(np.arccos(cos)) - 120.0).max()
+    return out
+
+
+ANGLE_BINS_DEG = (0.0, 3.0, 6.0, 9.0, 12.0, 180.0)
+
+
+def force_error_breakdown(calc, configs) -> tuple[dict, dict]:
+    """Force errors split two ways.
+
+    Returns
+    -------
+    by_type : dict
+        Per ``config_type``: force-component MAE (meV/Å), RMS reference force component (eV/Å) and their
+        ratio (%).
+    by_angle : dict
+        Thermal configurations only, per bin of the atom's largest bond-angle deviation from 120°
+        (degrees): atom count and mean norm of the force error vector (meV/Å).
+    """
     from mlepi_ase.phonon_dataset import REF_FORCES
 
-    groups: dict[str, list[np.ndarray]] = {}
+    errors: dict[str, list[np.ndarray]] = {}
     refs: dict[str, list[np.ndarray]] = {}
+    angle_dev, angle_err = [], []
     for a in configs:
         b = a.copy()
         b.calc = calc
         key = str(a.info.get("config_type", "default"))
-        groups.setdefault(key, []).append((b.get_forces() - a.arrays[REF_FORCES]).ravel())
+        df = b.get_forces() - a.arrays[REF_FORCES]
+        errors.setdefault(key, []).append(df.ravel())
         refs.setdefault(key, []).append(np.asarray(a.arrays[REF_FORCES]).ravel())
-    out = {}
-    for key in sorted(groups):
-        df, f = np.concatenate(groups[key]), np.concatenate(refs[key])
+        if key.startswith("thermal"):
+            angle_dev.append(_max_bond_angle_deviation(a))
+            angle_err.append(np.linalg.norm(df, axis=1))
+    by_type = {}
+    for key in sorted(errors):
+        df, f = np.concatenate(errors[key]), np.concatenate(refs[key])
         mae, rms = float(np.abs(df).mean()), float(np.sqrt((f ** 2).mean()))
-        out[key] = {"n_configs": len(groups[key]), "forces_mae_meV_per_A": round(1e3 * mae, 2),
-                    "reference_force_rms_eV_per_A": round(rms, 4),
-                    "mae_over_rms_percent": round(100 * mae / rms, 3)}
-    return out
+        by_type[key] = {"n_configs": len(errors[key]), "forces_mae_meV_per_A": round(1e3 * mae, 2),
+                        "reference_force_rms_eV_per_A": round(rms, 4),
+                        "mae_over_rms_percent": round(100 * mae / rms, 3)}
+    by_angle = {}
+    if angle_dev:
+        dev, err = np.concatenate(angle_dev), np.concatenate(angle_err)
+        for lo, hi in zip(ANGLE_BINS_DEG[:-1], ANGLE_BINS_DEG[1:]):
+            sel = (dev >= lo) & (dev < hi)
+            if sel.any():
+                by_angle[f"{lo:g}-{hi:g}"] = {"n_atoms": int(sel.sum()),
+                                              "force_error_norm_mean_meV_per_A": round(1e3 * float(err[sel].mean()), 1)}
+    return by_type, by_angle
 
 
 def gamma_modes(result) -> dict:
@@ -159,7 +203,9 @@ def main() -> None:
             "parameters": calc.model.count_parameters()}
         entry["held_out_forces"] = force_errors(calc, test)
         if by_type:
-            entry["forces_by_config_type"] = {"file": args.by_type_file, **force_errors_by_type(calc, by_type)}
+            types, angles = force_error_breakdown(calc, by_type)
+            entry["forces_by_config_type"] = {"file": args.by_type_file, **types}
+            entry["thermal_force_error_by_bond_angle_deviation_deg"] = {"file": args.by_type_file, **angles}
         relaxed, res = phonons_with(calc, unit, args.supercell)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
