@@ -8,7 +8,7 @@ checkpoint's last epoch as a model file, next to the lowest-validation-loss mode
 
 Example::
 
-    mlepi train-phonon data/hedgenet_phonon/train_config.yaml
+    mlepi train-phonon data/hedgenet_phonon/train_config_stage1.yaml
 """
 
 from __future__ import annotations
