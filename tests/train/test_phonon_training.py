@@ -209,3 +209,20 @@ def test_export_checkpoint_model_writes_the_last_epoch(dataset, tmp_path):
     torch.testing.assert_close(load_phonon_model(tmp_path / "cli.pt").state_dict(), ema.state_dict())
     cfg_file.write_text(yaml.safe_dump(_config(data_dir, tmp_path / "none", max_epochs=3)))
     assert main(["train-phonon", str(cfg_file), "--export-last", str(tmp_path / "x.pt")]) == 2
+
+
+@pytest.mark.parametrize("folder", ["data/hedgenet_phonon", "data/hedgenet_phonon/ablation_homogeneous"])
+def test_shipped_training_recipe_is_a_consistent_chain(folder):
+    """The shipped stage configs load, each stage starts from the previous stage's output, and stage 1
+    builds the architecture of the shipped model file."""
+    from mlepi_ase.models.phonon import read_phonon_model_file
+
+    root = Path(__file__).resolve().parents[2] / folder
+    stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in (1, 2, 3)]
+    assert stages[0]["init_model"] is None and stages[0]["model"]
+    for prev, cur in zip(stages, stages[1:]):
+        assert Path(cur["init_model"]) == Path(prev["output_dir"]) / prev["model_file"]
+        assert (cur["train_file"], cur["valid_file"]) == (prev["train_file"], prev["valid_file"])
+    shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
+    for key, value in stages[0]["model"].items():
+        assert shipped[key] == value, key
