@@ -28,7 +28,10 @@ Normalisation taken from the training set before training (kept fixed): the isol
 Optimisation: Adam (AMSGrad) with an exponential moving average (EMA) of the weights; the EMA
 weights are validated, checkpointed and shipped.  Learning-rate schedule: reduce-on-plateau of the
 validation loss (default), exponential or cosine decay.  Early stopping after ``patience`` epochs
-without validation improvement, or at ``max_epochs`` / ``max_time_minutes``.
+without validation improvement, or at ``max_epochs`` / ``max_time_minutes``.  The model file holds the
+epoch with the lowest validation loss (``select_model: lowest_valid_loss``, default) or the last epoch
+(``last_epoch``: for a fixed annealing schedule, or when a few outlier configurations dominate the
+weighted validation loss so that its minimum is a poor pick).
 
 Checkpoints (``checkpoint.pt`` in the output folder, written atomically every epoch) hold the model,
 EMA, optimiser and scheduler states, the epoch, the history and the numpy/torch RNG states, all
@@ -106,6 +109,7 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
     "scheduler_patience": 5,
     "scheduler_gamma": 0.98,
     "patience": 20,
+    "select_model": "lowest_valid_loss",
     "clip_grad_norm": 10.0,
     "progress": True,
 }
@@ -113,6 +117,7 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
 
 SCHEDULERS = ("plateau", "exponential", "cosine", "none")
 FORCE_WEIGHTINGS = ("uniform", "relative")
+MODEL_SELECTIONS = ("lowest_valid_loss", "last_epoch")
 
 
 def load_train_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
@@ -182,6 +187,8 @@ def load_train_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str
         raise ValueError(f"force_weight_floor must be a positive force in eV/Å, got {cfg['force_weight_floor']}")
     if not 0 <= float(cfg["ema_decay"]) < 1:
         raise ValueError(f"ema_decay must be in [0, 1), got {cfg['ema_decay']}")
+    if cfg["select_model"] not in MODEL_SELECTIONS:
+        raise ValueError(f"select_model must be one of {MODEL_SELECTIONS}, got {cfg['select_model']!r}")
     return cfg
 
 
@@ -535,6 +542,7 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
         improved = val["loss"] < best_loss
         if improved:
             best_loss, best_epoch = val["loss"], epoch
+        if improved or cfg["select_model"] == "last_epoch":
             save_phonon_model(model, model_file, metadata={"training": {
                 "epoch": epoch, "valid": val, "train_file": cfg["train_file"], "dtype": str(dtype),
                 "config": _plain_cfg(cfg)}})

@@ -226,3 +226,17 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder):
     shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
     for key, value in stages[0]["model"].items():
         assert shipped[key] == value, key
+
+
+def test_select_model_last_epoch_keeps_the_final_ema_weights(dataset, tmp_path):
+    from mlepi_ase.train.phonon import export_checkpoint_model
+
+    data_dir, _ = dataset
+    result = train_phonon(_config(data_dir, tmp_path / "run", max_epochs=3, select_model="last_epoch"),
+                          resume=False)
+    kept = load_phonon_model(result["model_file"])
+    assert kept.metadata["training"]["epoch"] == 2
+    exported = load_phonon_model(export_checkpoint_model(tmp_path / "run" / "checkpoint.pt", tmp_path / "e.pt"))
+    torch.testing.assert_close(kept.state_dict(), exported.state_dict(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="select_model"):
+        load_train_config({"train_file": "x.xyz", "select_model": "best"})
