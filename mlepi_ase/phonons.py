@@ -578,10 +578,9 @@ class PhononResult:
         -------
         pathlib.Path
         """
-        import matplotlib
+        from .plotting import _pyplot, draw_phonon_bands
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = _pyplot()
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ImaginaryModeWarning)
@@ -594,18 +593,7 @@ class PhononResult:
             )
         else:
             fig, ax = plt.subplots(figsize=(5.5, 4.5))
-        d = bands.distances
-        ax.plot(d, bands.frequencies, color="C0", lw=1.0)
-        for x in bands.label_distances:
-            ax.axvline(x, color="0.6", lw=0.6)
-        ax.axhline(0.0, color="0.3", lw=0.6, ls=":")
-        ax.set_xticks(bands.label_distances)
-        ax.set_xticklabels(bands.labels)
-        ax.set_xlim(d[0], d[-1])
-        ax.set_ylabel("Frequency (THz)")
-        fmin = min(0.0, float(bands.frequencies.min()))
-        fmax = float(bands.frequencies.max())
-        ax.set_ylim(fmin - 0.02 * fmax, 1.05 * fmax)
+        draw_phonon_bands(ax, [bands], [dict(color="C0", lw=1.0)])
         if title:
             ax.set_title(title)
         right = axd if with_dos else ax

@@ -67,6 +67,39 @@ def plot_bands(
     plt.close(fig)
 
 
+def draw_phonon_bands(ax, bands: Sequence, styles: Sequence[dict], labels: Sequence[str] | None = None) -> None:
+    """Draw phonon bands on ``ax``: branches, high-symmetry lines and ticks, the zero line, frequency axis.
+
+    Parameters
+    ----------
+    ax
+        Matplotlib axes.
+    bands
+        :class:`mlepi_ase.phonons.BandStructureData` per data set, on the same q-points; the first sets
+        the path axis.
+    styles
+        Matplotlib line keywords per data set.
+    labels
+        Legend label per data set (one legend entry each), or None for no legend entries.
+    """
+    first = bands[0]
+    d = first.distances
+    for k, (b, style) in enumerate(zip(bands, styles)):
+        ax.plot(d, b.frequencies, **style)
+        if labels is not None:
+            ax.plot([], [], label=labels[k], **style)
+    for x in first.label_distances:
+        ax.axvline(x, color="0.6", lw=0.6)
+    ax.axhline(0.0, color="0.3", lw=0.6, ls=":")
+    ax.set_xticks(first.label_distances)
+    ax.set_xticklabels(first.labels)
+    ax.set_xlim(d[0], d[-1])
+    fmin = min(0.0, *(float(b.frequencies.min()) for b in bands))
+    fmax = max(float(b.frequencies.max()) for b in bands)
+    ax.set_ylim(fmin - 0.02 * fmax, 1.05 * fmax)
+    ax.set_ylabel("Frequency (THz)")
+
+
 def plot_phonon_bands(
     bands: Sequence,
     labels: Sequence[str],
@@ -101,20 +134,7 @@ def plot_phonon_bands(
     styles = list(styles or [dict(color="k", lw=1.4), dict(color="C3", ls="--", lw=1.1),
                              dict(color="C0", ls=":", lw=1.1), dict(color="C2", ls="-.", lw=1.1)])
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
-    d = first.distances
-    for b, label, style in zip(bands, labels, styles):
-        ax.plot(d, b.frequencies, **style)
-        ax.plot([], [], label=label, **style)
-    for x in first.label_distances:
-        ax.axvline(x, color="0.6", lw=0.6)
-    ax.axhline(0.0, color="0.3", lw=0.6, ls=":")
-    ax.set_xticks(first.label_distances)
-    ax.set_xticklabels(first.labels)
-    ax.set_xlim(d[0], d[-1])
-    fmin = min(0.0, *(float(b.frequencies.min()) for b in bands))
-    fmax = max(float(b.frequencies.max()) for b in bands)
-    ax.set_ylim(fmin - 0.02 * fmax, 1.05 * fmax)
-    ax.set_ylabel("Frequency (THz)")
+    draw_phonon_bands(ax, bands, styles, labels)
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(loc="best", fontsize=8, framealpha=0.9)

@@ -35,3 +35,27 @@ def require_reference_force_field() -> None:
         probe.get_forces()
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"needs the LAMMPS reference force field, which cannot run here: {exc}")
+
+
+@pytest.fixture
+def run_tutorial():
+    """Run ``tutorials/<script>`` in a fresh interpreter (one thread, Agg backend) and require success.
+
+    Returns a function ``(script, output, *args, timeout=900) -> subprocess.CompletedProcess`` that passes
+    ``--quick --output <output> *args`` and fails the test, with the tail of the output, on a non-zero exit.
+    """
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tutorials = Path(__file__).resolve().parents[1] / "tutorials"
+
+    def run(script: str, output, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+        proc = subprocess.run([sys.executable, str(tutorials / script), "--quick", "--output", str(output), *args],
+                              capture_output=True, text=True, timeout=timeout, env=env)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc
+
+    return run

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "03_hedgenet_electron.py"
 
 
-def test_tutorial_hedgenet_electron_quick(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, str(TUTORIAL), "--quick", "--output", str(tmp_path)],
-                          capture_output=True, text=True, timeout=900, env=env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_tutorial_hedgenet_electron_quick(tmp_path, run_tutorial):
+    run_tutorial("03_hedgenet_electron.py", tmp_path)
     with open(tmp_path / "bands.png", "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "bands.png").stat().st_size > 5000

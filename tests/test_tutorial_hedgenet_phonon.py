@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "02_hedgenet_phonon.py"
 
-
-def test_tutorial_hedgenet_phonon_quick(tmp_path, require_reference_force_field):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-    proc = subprocess.run(
-        [sys.executable, str(TUTORIAL), "--quick", "--output", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, env=env,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_tutorial_hedgenet_phonon_quick(tmp_path, run_tutorial, require_reference_force_field):
+    proc = run_tutorial("02_hedgenet_phonon.py", tmp_path, timeout=600)
     assert "band RMS difference" in proc.stdout
     for name in ("phonon_bands_vs_reference.png", "phonopy_params_model.yaml", "phonopy_params_reference.yaml",
                  "run/hedgenet_phonon.pt", "run/history.json", "data/train.xyz", "data/valid.xyz"):

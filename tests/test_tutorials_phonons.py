@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 from ase.io import read
 
-TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "01_phonons_and_sampling.py"
 
-
-def test_tutorial_phonons_and_sampling_quick(tmp_path, require_reference_force_field):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-    proc = subprocess.run(
-        [sys.executable, str(TUTORIAL), "--quick", "--output", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, env=env,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_tutorial_phonons_and_sampling_quick(tmp_path, run_tutorial, require_reference_force_field):
+    run_tutorial("01_phonons_and_sampling.py", tmp_path, timeout=600)
     for name in ("phonopy_params.yaml", "phonon_bands.png", "displacements_300K.png"):
         assert (tmp_path / name).stat().st_size > 1000, name
     with open(tmp_path / "displacements_300K.png", "rb") as fh:
