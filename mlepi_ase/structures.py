@@ -47,6 +47,8 @@ __all__ = [
     "layers_by_bond_graph",
     "get_layers",
     "interlayer_distance",
+    "LAYER_CHANGE",
+    "layer_changes",
     "LayerDetectionError",
     "check_positions",
 ]
@@ -436,6 +438,22 @@ def get_layers(atoms: Atoms, detect: bool = True) -> np.ndarray:
             "structure has no layer information: set atoms.arrays['layer'] or call assign_layers(atoms)"
         )
     return assign_layers(atoms)
+
+
+LAYER_CHANGE = "layers"
+"""Name of the change :func:`layer_changes` reports, next to ASE's ``system_changes`` names."""
+
+
+def layer_changes(old: Atoms | None, new: Atoms) -> list[str]:
+    """``[LAYER_CHANGE]`` if ``atoms.arrays["layer"]`` differs between ``old`` and ``new`` (added, removed or
+    other values), else ``[]``; for calculators whose results depend on the layer labels (ASE's
+    ``check_state`` does not compare custom arrays).  ``old`` None (nothing calculated yet) gives ``[]``."""
+    if old is None:
+        return []
+    a, b = old.arrays.get("layer"), new.arrays.get("layer")
+    if (a is None) != (b is None) or (a is not None and (a.shape != b.shape or not np.array_equal(a, b))):
+        return [LAYER_CHANGE]
+    return []
 
 
 def interlayer_distance(atoms: Atoms, lower: int = 0, upper: int = 1) -> float:

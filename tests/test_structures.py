@@ -7,6 +7,8 @@ from ase.build import bulk
 from ase.geometry import get_distances
 
 from mlepi_ase.structures import (
+    LAYER_CHANGE,
+    layer_changes,
     LayerDetectionError,
     assign_layers,
     bilayer_graphene,
@@ -117,3 +119,19 @@ def test_interlayer_distance():
     assert interlayer_distance(atoms, lower=1, upper=0) == pytest.approx(-3.41, abs=1e-12)
     with pytest.raises(LayerDetectionError, match="layer 1"):
         interlayer_distance(monolayer_graphene())
+
+
+def test_layer_changes_reports_added_removed_and_relabelled_layers():
+    """What the calculators add to ASE's check_state: a change of the layer labels alone."""
+    old = bilayer_graphene("AB")
+    assert layer_changes(None, old) == []
+    same = old.copy()
+    assert layer_changes(old, same) == []
+    relabelled = old.copy()
+    relabelled.arrays["layer"][:] = 0
+    assert layer_changes(old, relabelled) == [LAYER_CHANGE]
+    bare = old.copy()
+    del bare.arrays["layer"]
+    assert layer_changes(old, bare) == [LAYER_CHANGE]
+    assert layer_changes(bare, old) == [LAYER_CHANGE]
+    assert layer_changes(bare, bare.copy()) == []

@@ -21,11 +21,10 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ..models._base import as_dtype
+from ..structures import layer_changes
 from ..models.phonon import HedgeNetPhonon, load_phonon_model
 
 __all__ = ["HedgeNetPhononCalculator"]
-
-_LAYER_CHANGE = "layers"
 
 
 class HedgeNetPhononCalculator(Calculator):
@@ -82,14 +81,7 @@ class HedgeNetPhononCalculator(Calculator):
     def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
         """ASE's checks plus a change of ``atoms.arrays["layer"]`` (reported as ``"layers"``)."""
         changes = super().check_state(atoms, tol=tol)
-        if self.atoms is not None and not changes:
-            old = self.atoms.arrays.get("layer")
-            new = atoms.arrays.get("layer")
-            if (old is None) != (new is None) or (
-                old is not None and (old.shape != new.shape or not np.array_equal(old, new))
-            ):
-                changes.append(_LAYER_CHANGE)
-        return changes
+        return changes or layer_changes(self.atoms, atoms)
 
     def calculate(self, atoms: Atoms | None = None, properties: Sequence[str] = ("energy",),
                   system_changes: Sequence[str] = tuple(all_changes)) -> None:

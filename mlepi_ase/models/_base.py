@@ -1,4 +1,4 @@
-"""What both HedgeNet models share as torch modules: dtype parsing and rebuilt constant tensors.
+"""What both HedgeNet models share: dtype parsing, rebuilt constant tensors, reading model files.
 
 Both models hold constants that are not parameters (Wigner-3j / Clebsch–Gordan tensors, U matrices,
 Bessel roots, block maps).  They are computed in float64 and must be rebuilt in the model's dtype
@@ -8,9 +8,14 @@ model with float32-accurate coefficients.
 
 from __future__ import annotations
 
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
 import torch
 
-__all__ = ["as_dtype", "ConstantsModule"]
+__all__ = ["as_dtype", "ConstantsModule", "ModelFileError", "read_model_payload"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float": torch.float32, "double": torch.float64}
 
@@ -50,3 +55,59 @@ class ConstantsModule(torch.nn.Module):
 
     def _refresh_constants(self) -> None:
         raise NotImplementedError
+
+
+class ModelFileError(ValueError):
+    """A model file is corrupt, of the wrong kind, newer than this package, or unsafe to load."""
+
+
+def read_model_payload(path: str | os.PathLike, file_format: str, max_version: int, label: str,
+                       error: type[ModelFileError] = ModelFileError) -> dict[str, Any]:
+    """Load a model file's dict with ``torch.load(weights_only=True)`` and check its header.
+
+    Parameters
+    ----------
+    path
+        The model file.
+    file_format, max_version
+        Expected ``payload["format"]`` and the newest ``payload["format_version"]`` this package reads.
+    label
+        Model name for messages, e.g. ``"HedgeNet-Phonon"``.
+    error
+        The :class:`ModelFileError` subclass to raise.
+
+    Returns
+    -------
+    dict
+        The payload, with dict entries ``config``, ``state_dict`` and ``metadata``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ModelFileError
+        (``error``) If the file is not a plain weights file (e.g. a pickle that would run code), cannot be
+        read, is another format, is newer than ``max_version`` or lacks one of the three entries.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise error(
+            f"refusing to load {str(path)!r}: it is not a plain weights file (weights_only=True "
+            f"unpickling failed: {str(exc).splitlines()[0]})"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise error(f"cannot read {label} model file {str(path)!r}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != file_format:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise error(f"{str(path)!r} is not a {label} model file (format {found!r}, expected {file_format!r})")
+    if int(payload.get("format_version", -1)) > max_version:
+        raise error(f"{str(path)!r} has format version {payload.get('format_version')}, newer than supported "
+                    f"({max_version}); upgrade mlepi_ase")
+    for key in ("config", "state_dict", "metadata"):
+        if not isinstance(payload.get(key), dict):
+            raise error(f"model file {str(path)!r} lacks a {key!r} dict")
+    return payload

@@ -119,7 +119,7 @@ from .._e3nn import o3
 from ..graph import RELATIONS, build_graph
 from ..orbitals import OrbitalBasis
 from ..tb import TBHamiltonian
-from ._base import ConstantsModule, as_dtype
+from ._base import ConstantsModule, ModelFileError, as_dtype, read_model_payload
 
 from e3nn import nn as e3nn_nn  # noqa: E402  (after mlepi_ase._e3nn, see that module)
 
@@ -180,7 +180,7 @@ normalisation; ``block_scale``: output scale (eV).  The last three are set from 
 """
 
 
-class ElectronModelFileError(ValueError):
+class ElectronModelFileError(ModelFileError):
     """A HedgeNet-Electron model file is missing, corrupt or of another format."""
 
 
@@ -1028,24 +1028,13 @@ without ``radial_basis`` used the Bessel basis); keys missing from a file and no
 
 
 def read_electron_model_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Load and validate a model file's dict (``torch.load(weights_only=True)``) without building the model."""
-    path = Path(path)
-    if not path.is_file():
-        raise ElectronModelFileError(f"model file {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file or arbitrary pickles
-        raise ElectronModelFileError(f"cannot read HedgeNet-Electron model file {path}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != ELECTRON_MODEL_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ElectronModelFileError(f"{path} is not a HedgeNet-Electron model file (format {found!r})")
-    if payload.get("format_version", 0) > _FORMAT_VERSION:
-        raise ElectronModelFileError(f"{path} has format version {payload['format_version']}; this package "
-                                     f"reads up to {_FORMAT_VERSION}")
-    for key in ("config", "state_dict", "metadata"):
-        if key not in payload:
-            raise ElectronModelFileError(f"{path} lacks {key!r}")
-    return payload
+    """Load and validate a model file's dict (``torch.load(weights_only=True)``) without building the model.
+
+    Raises ``FileNotFoundError`` for a missing file and :class:`ElectronModelFileError` for an unsafe, corrupt,
+    foreign or too new one.
+    """
+    return read_model_payload(path, ELECTRON_MODEL_FORMAT, _FORMAT_VERSION, "HedgeNet-Electron",
+                              ElectronModelFileError)
 
 
 def load_electron_model(path: str | os.PathLike, device: torch.device | str = "cpu",

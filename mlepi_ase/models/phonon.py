@@ -62,7 +62,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import pickle
 import re
 import warnings
 from dataclasses import dataclass
@@ -94,7 +93,7 @@ from .._files import atomic_torch_save
 from .. import __version__
 from .._e3nn import o3
 from ..graph import RELATIONS, build_graph, neighbor_pairs
-from ._base import ConstantsModule, as_dtype
+from ._base import ConstantsModule, ModelFileError, as_dtype, read_model_payload
 
 __all__ = [
     "DEFAULT_PHONON_CONFIG",
@@ -137,10 +136,6 @@ DEFAULT_PHONON_CONFIG: dict[str, Any] = {
     "shift": 0.0,
 }
 """Defaults of the model configuration (a plain, JSON-serialisable dict)."""
-
-
-class ModelFileError(ValueError):
-    """A model file is corrupt, of the wrong kind, or unsafe to load."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -789,29 +784,7 @@ def read_phonon_model_file(path: str | os.PathLike) -> dict[str, Any]:
         If the file is not a loadable plain-weights file (for example it holds a pickle that would
         run code), or it is not a HedgeNet-Phonon model file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ModelFileError(
-            f"refusing to load {str(path)!r}: it is not a plain weights file (weights_only=True "
-            f"unpickling failed: {str(exc).splitlines()[0]})"
-        ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ModelFileError(f"cannot read model file {str(path)!r}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise ModelFileError(f"{str(path)!r} is not a HedgeNet-Phonon model file (format {MODEL_FORMAT!r})")
-    if int(payload.get("format_version", -1)) > MODEL_FORMAT_VERSION:
-        raise ModelFileError(
-            f"{str(path)!r} has format version {payload.get('format_version')}, newer than supported "
-            f"({MODEL_FORMAT_VERSION}); upgrade mlepi_ase"
-        )
-    for key in ("config", "state_dict", "metadata"):
-        if not isinstance(payload.get(key), dict):
-            raise ModelFileError(f"model file {str(path)!r} lacks a {key!r} dict")
-    return payload
+    return read_model_payload(path, MODEL_FORMAT, MODEL_FORMAT_VERSION, "HedgeNet-Phonon")
 
 
 def load_phonon_model(path: str | os.PathLike, device: torch.device | str = "cpu",

@@ -72,7 +72,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.lammpslib import LAMMPSlib  # imports LAMMPS itself only when a run starts
 
-from ..structures import check_positions, get_layers
+from ..structures import check_positions, get_layers, layer_changes
 
 __all__ = ["ReferenceForceField", "lammps_potentials_dir"]
 
@@ -81,8 +81,6 @@ KC_CUTOFF = 16.0
 
 REBO_FILE = "CH.rebo"
 KC_FILE = "CH_taper.KC"
-
-_LAYER_CHANGE = "layers"
 
 
 def _preload_mpi() -> None:
@@ -299,14 +297,7 @@ class ReferenceForceField(Calculator):
     def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
         """ASE's checks plus a change of ``atoms.arrays["layer"]`` (reported as ``"layers"``)."""
         changes = super().check_state(atoms, tol=tol)
-        if self.atoms is not None and not changes:
-            old = self.atoms.arrays.get("layer")
-            new = atoms.arrays.get("layer")
-            if (old is None) != (new is None) or (
-                old is not None and (old.shape != new.shape or not np.array_equal(old, new))
-            ):
-                changes.append(_LAYER_CHANGE)
-        return changes
+        return changes or layer_changes(self.atoms, atoms)
 
     def calculate(
         self,

@@ -84,7 +84,7 @@ def test_bad_input(model_file):
         calc.get_hamiltonian(atoms)
     with pytest.raises(TypeError):
         calc.get_hamiltonian("not atoms")
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         HedgeNetElectronCalculator(model_file.parent / "missing.pt")
 
 
