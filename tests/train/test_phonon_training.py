@@ -240,3 +240,26 @@ def test_select_model_last_epoch_keeps_the_final_ema_weights(dataset, tmp_path):
     torch.testing.assert_close(kept.state_dict(), exported.state_dict(), rtol=0, atol=0)
     with pytest.raises(ValueError, match="select_model"):
         load_train_config({"train_file": "x.xyz", "select_model": "best"})
+
+
+def test_angular_basis_experiment_changes_only_the_angular_basis():
+    """The experiment configs under data/hedgenet_phonon/experiments/angular_basis repeat the shipped stage 1
+    on the same data with the same optimiser, changing only max_ell / max_L; the fine-tuning step starts
+    from the exported l = 3 run."""
+    root = Path(__file__).resolve().parents[2] / "data" / "hedgenet_phonon"
+    base = load_train_config(root / "train_config_stage1.yaml")
+    exp = root / "experiments" / "angular_basis"
+    same = ("lr", "batch_size", "scheduler", "scheduler_factor", "scheduler_patience", "force_weighting",
+            "energy_weight", "forces_weight", "ema_decay", "seed", "dtype", "clip_grad_norm")
+    for name, angular in {"ell3_L1": (3, 1), "ell3_L0": (3, 0)}.items():
+        cfg = load_train_config(exp / f"train_config_{name}.yaml")
+        changed = {k for k in base["model"] if cfg["model"][k] != base["model"][k]}
+        assert changed <= {"max_ell", "max_L"} and set(cfg["model"]) == set(base["model"])
+        assert (cfg["model"]["max_ell"], cfg["model"]["max_L"]) == angular
+        assert [cfg[k] for k in same] == [base[k] for k in same]
+        for key in ("train_file", "valid_file"):
+            assert Path(cfg[key]).resolve() == Path(base[key]).resolve()
+    uniform = load_train_config(exp / "train_config_ell3_L1.yaml")
+    fine = load_train_config(exp / "train_config_ell3_L1_relative.yaml")
+    assert Path(fine["init_model"]).resolve().parent == Path(uniform["output_dir"]).resolve()
+    assert fine["force_weighting"] == "relative" and fine["select_model"] == "last_epoch"
