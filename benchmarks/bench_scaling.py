@@ -216,10 +216,9 @@ def part_scaling(args) -> dict:
 
 
 def plot_scaling(result: dict, path: Path) -> None:
-    import matplotlib
+    from mlepi_ase.plotting import _pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     labels = {"hedgenet_phonon": "HedgeNet-Phonon (E+F)", "hedgenet_electron": "HedgeNet-Electron (H)",
               "reference_forces": "REBO+KC (LAMMPS)", "reference_sp3": "sp3 Slater–Koster H",

@@ -170,10 +170,9 @@ def main(argv=None) -> int:
         json.dump(res, fh, indent=2)
     os.replace(tmp, out / f"{tag}.json")
 
-    import matplotlib
+    from mlepi_ase.plotting import _pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 4))
     for x, name in enumerate(names):

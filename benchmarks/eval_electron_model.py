@@ -100,10 +100,9 @@ def main(argv=None) -> int:
     metrics["band_path_max_abs_meV_first_structure"] = float(1e3 * np.abs(e_ref - e_mod)[win].max())
     metrics["eval_time_s"] = round(time.perf_counter() - t0, 1)
 
-    import matplotlib
+    from mlepi_ase.plotting import _pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     for n in range(e_ref.shape[1]):

@@ -84,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
               "valid_forces_mae_at_epoch": table, "runs": runs}
     (out / "learning_curves.json").write_text(json.dumps(result, indent=1) + "\n")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+
+    from mlepi_ase.plotting import _pyplot
+
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for label, r in runs.items():

@@ -21,8 +21,8 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ..models._base import as_dtype
-from ..structures import layer_changes
 from ..models.phonon import HedgeNetPhonon, load_phonon_model
+from ..structures import layer_changes
 
 __all__ = ["HedgeNetPhononCalculator"]
 
