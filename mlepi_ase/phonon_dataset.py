@@ -16,7 +16,14 @@ Starting from the AB bilayer unit cell, relaxed at fixed cell with the reference
   50 K) pin down the harmonic force constants, i.e. the phonon frequencies;
 * **stacking** configurations: the top layer rigidly slid by a random in-plane vector and moved to a
   random interlayer distance, plus a small rattle — they cover the inter-layer (Kolmogorov–Crespi)
-  energy landscape that sets the shear and breathing modes;
+  energy landscape far from the ground stacking;
+* **slide** configurations: the top layer of the relaxed bilayer rigidly slid by a small in-plane vector
+  (random direction, length uniform up to ``slide_max``) and moved by a small interlayer change (uniform
+  within ``±slide_interlayer_delta``), no rattle.  Their forces are the inter-layer restoring forces alone,
+  about 1 meV/Å per atom for a 0.05 Å slide; they pin the curvature of the stacking energy at its minimum,
+  which sets the Γ-point shear and breathing frequencies (ω² = K / μ with K the curvature per cell and μ
+  half the mass of one layer).  In the thermal and rattled configurations these forces are hidden under
+  intra-layer forces a thousand times larger;
 
 labels them with the reference force field (energy, forces, stress) and writes them as extended XYZ
 with MACE's keys: ``REF_energy`` (eV) and ``REF_stress`` (Voigt ``xx yy zz yz xz xy``, eV/Å³, ASE sign)
@@ -54,6 +61,7 @@ __all__ = [
     "REF_STRESS",
     "rattled_configurations",
     "stacking_configurations",
+    "slide_configurations",
     "label_configurations",
     "split_configurations",
     "write_extxyz",
@@ -80,6 +88,9 @@ DEFAULT_PHONON_DATASET: dict[str, Any] = {
     "n_stacking": 32,
     "interlayer_range": [3.0, 4.2],
     "stacking_rattle": 0.01,
+    "n_slide": 16,
+    "slide_max": 0.2,
+    "slide_interlayer_delta": 0.05,
     "valid_fraction": 0.1,
     "test_fraction": 0.1,
     "test_temperature": 300.0,
@@ -154,15 +165,10 @@ def stacking_configurations(atoms: Atoms, n: int, interlayer_range: Sequence[flo
         ``info`` keys ``config_type = "stacking"``, ``slide`` (3,) Å, ``interlayer`` (Å).
     """
     gen = _rng(rng)
-    if "layer" not in atoms.arrays:
-        raise ValueError("stacking configurations need atoms.arrays['layer'] (0 bottom, 1 top)")
-    layers = np.asarray(atoms.arrays["layer"])
-    if set(np.unique(layers).tolist()) != {0, 1}:
-        raise ValueError(f"stacking configurations need exactly two layers 0 and 1, got {np.unique(layers)}")
+    top = _two_layers(atoms, "stacking")
     lo, hi = (float(x) for x in interlayer_range)
     if not 0 < lo <= hi:
         raise ValueError(f"interlayer_range must be 0 < low <= high (Å), got {interlayer_range!r}")
-    top = layers == 1
     z = atoms.positions[:, 2]
     d0 = z[top].mean() - z[~top].mean()
     cell = np.asarray(atoms.cell)
@@ -181,6 +187,58 @@ def stacking_configurations(atoms: Atoms, n: int, interlayer_range: Sequence[flo
         a.info["interlayer"] = float(d)
         out.append(a)
     return out
+
+
+def slide_configurations(atoms: Atoms, n: int, max_slide: float = 0.2, interlayer_delta: float = 0.05,
+                         rng: np.random.Generator | int | None = None) -> list[Atoms]:
+    """Bilayers with the top layer rigidly moved by a small slide and a small interlayer change.
+
+    Parameters
+    ----------
+    atoms
+        Bilayer with ``arrays["layer"]`` (0 bottom, 1 top), normally the relaxed ground stacking.
+    n
+        Number of configurations.
+    max_slide
+        Largest in-plane slide (Å); the length is uniform in ``[0, max_slide]``, the direction uniform.
+    interlayer_delta
+        Largest change of the interlayer distance (Å); uniform in ``[-interlayer_delta, interlayer_delta]``.
+    rng
+        Random generator or seed.
+
+    Returns
+    -------
+    list of ase.Atoms
+        ``info`` keys ``config_type = "slide"``, ``slide`` (3,) Å (in-plane slide and z change of the top
+        layer).  The bottom layer is unchanged; nothing is rattled.
+    """
+    gen = _rng(rng)
+    top = _two_layers(atoms, "slide")
+    if not (max_slide >= 0 and interlayer_delta >= 0):
+        raise ValueError(f"max_slide and interlayer_delta must be >= 0 (Å), got {max_slide}, {interlayer_delta}")
+    out = []
+    for _ in range(int(n)):
+        a = _clean_copy(atoms)
+        phi = gen.uniform(0.0, 2.0 * np.pi)
+        length = gen.uniform(0.0, max_slide)
+        shift = np.array([length * np.cos(phi), length * np.sin(phi), gen.uniform(-interlayer_delta,
+                                                                                   interlayer_delta)])
+        a.positions[top] += shift
+        a.wrap()
+        a.info["config_type"] = "slide"
+        a.info["slide"] = shift
+        out.append(a)
+    return out
+
+
+def _two_layers(atoms: Atoms, kind: str) -> np.ndarray:
+    """Boolean mask of the top layer; raises unless ``arrays["layer"]`` holds exactly layers 0 and 1."""
+    if "layer" not in atoms.arrays:
+        raise ValueError(f"{kind} configurations need atoms.arrays['layer'] (0 bottom, 1 top)")
+    layers = np.asarray(atoms.arrays["layer"])
+    if set(np.unique(layers).tolist()) != {0, 1}:
+        raise ValueError(f"{kind} configurations need exactly two layers 0 and 1, got {np.unique(layers)}")
+    return layers == 1
 
 
 def _clean_copy(atoms: Atoms) -> Atoms:
@@ -394,6 +452,9 @@ def make_phonon_dataset(output_dir: str | os.PathLike, settings: Mapping[str, An
     if int(cfg["n_stacking"]) > 0:
         configs += stacking_configurations(supercell, int(cfg["n_stacking"]), cfg["interlayer_range"],
                                            float(cfg["stacking_rattle"]), rng=gen)
+    if int(cfg["n_slide"]) > 0:
+        configs += slide_configurations(supercell, int(cfg["n_slide"]), float(cfg["slide_max"]),
+                                        float(cfg["slide_interlayer_delta"]), rng=gen)
     labelled = label_configurations(configs, calculator, progress=progress, desc=f"labelling {train_tag}")
     split = split_configurations(labelled, float(cfg["valid_fraction"]), float(cfg["test_fraction"]), rng=gen)
     files = {}

@@ -105,7 +105,7 @@ def main() -> int:
         "n_thermal": [4] if quick else [6, 10, 6],
         "rattle_amplitudes": [0.005, 0.03] if quick else [0.003, 0.01, 0.03, 0.06],
         "n_rattle": [4, 2] if quick else [10, 8, 6, 4],
-        "n_stacking": 3 if quick else 10,
+        "n_stacking": 3 if quick else 10, "n_slide": 2 if quick else 8,
         "valid_fraction": 0.2 if quick else 0.1, "test_fraction": 0.0 if quick else 0.1,
         "n_test_thermal": 2 if quick else 4,
     }

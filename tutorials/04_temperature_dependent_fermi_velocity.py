@@ -20,7 +20,7 @@ Run::
     python tutorials/04_temperature_dependent_fermi_velocity.py            # 6×6, T = 0…500 K
     python tutorials/04_temperature_dependent_fermi_velocity.py --quick    # tiny (CI): 3×3, 2 T
 
-The ML run needs the shipped models ``data/hedgenet_phonon/model.pt`` and
+The ML run needs the shipped models ``data/hedgenet_phonon/hedgenet_phonon.pt`` and
 ``data/hedgenet_electron/model.pt`` (or ``--phonon-model``/``--electron-model``); ``--reference-only``
 skips it.  Both runs resume when restarted with the same output folder.
 """

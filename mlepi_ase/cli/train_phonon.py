@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
     p.add_argument("--device", default=None, help="override the config's device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--dtype", default=None, choices=["float32", "float64"], help="override the config's dtype")
+    p.add_argument("--threads", default=None, type=int, metavar="N",
+                   help="override the config's num_threads (CPU threads; a resumed run may change it)")
     p.add_argument("--export-last", default=None, metavar="FILE",
                    help="write the last checkpointed epoch's EMA weights to FILE and exit (no training)")
     p.add_argument("--quiet", action="store_true", help="do not echo log lines to the terminal")
@@ -50,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         cfg["device"] = args.device
     if args.dtype is not None:
         cfg["dtype"] = args.dtype
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        cfg["num_threads"] = args.threads
     result = train_phonon(cfg, resume=not args.restart, log=None if args.quiet else print)
     print(json.dumps({"model_file": result["model_file"], "stopped": result["stopped"],
                       "best_epoch": result["best_epoch"], "metrics": result["metrics"]}, indent=2))

@@ -16,6 +16,7 @@ from mlepi_ase.phonon_dataset import (
     REF_ENERGY,
     REF_FORCES,
     read_phonon_dataset,
+    slide_configurations,
     split_configurations,
     stacking_configurations,
 )
@@ -24,7 +25,7 @@ from mlepi_ase.structures import bilayer_graphene
 from mlepi_ase.train.phonon import load_train_config, train_phonon
 
 TINY_DATA = dict(train_supercell=[2, 2], test_supercell=[3, 3], temperatures=[300.0], n_thermal=[8],
-                 rattle_amplitudes=[0.01, 0.04], n_rattle=[3, 3], n_stacking=4, n_test_thermal=2,
+                 rattle_amplitudes=[0.01, 0.04], n_rattle=[3, 3], n_stacking=4, n_slide=3, n_test_thermal=2,
                  valid_fraction=0.2, test_fraction=0.1)
 TINY_MODEL = dict(num_channels=4, max_L=1, max_ell=1, radial_mlp=[8], num_interactions=2, correlation=2,
                   num_bessel=4, readout_mlp=4, cutoffs={"intra": 3.0, "inter": 4.5})
@@ -47,9 +48,10 @@ def test_dataset_labels_and_splits(dataset):
     valid = read_phonon_dataset(out / "valid.xyz")
     test = read_phonon_dataset(out / "test.xyz")
     held = read_phonon_dataset(out / "test_3x3.xyz", require_stress=True)
-    assert len(train) + len(valid) + len(test) == 8 + 6 + 4
+    assert len(train) + len(valid) + len(test) == 8 + 6 + 4 + 3
     assert all(len(a) == 16 for a in train) and all(len(a) == 36 for a in held)
-    assert {a.info["config_type"] for a in train} == {"thermal_300K", "rattle_0.01", "rattle_0.04", "stacking"}
+    assert {a.info["config_type"] for a in train} == {"thermal_300K", "rattle_0.01", "rattle_0.04", "stacking",
+                                                      "slide"}
     assert all(a.info["config_type"] == "thermal_300K" for a in held)
     keys = {tuple(np.round(a.positions.ravel(), 6)) for a in train}
     assert not keys & {tuple(np.round(a.positions.ravel(), 6)) for a in valid + test}
@@ -72,6 +74,25 @@ def test_stacking_configurations_slide_the_top_layer(rng):
         z = c.positions[:, 2]
         assert z[layers == 1].mean() - z[layers == 0].mean() == pytest.approx(c.info["interlayer"], abs=1e-9)
         np.testing.assert_allclose(c.positions[layers == 0], atoms.positions[layers == 0], atol=1e-9)
+
+
+def test_slide_configurations_move_the_top_layer_rigidly(rng):
+    atoms = bilayer_graphene("AB", size=(2, 2))
+    layers = atoms.arrays["layer"]
+    configs = slide_configurations(atoms, 20, max_slide=0.2, interlayer_delta=0.05, rng=rng)
+    shifts = []
+    for c in configs:
+        assert c.info["config_type"] == "slide"
+        np.testing.assert_allclose(c.positions[layers == 0], atoms.positions[layers == 0], atol=1e-9)
+        d = c.positions[layers == 1] - atoms.positions[layers == 1]
+        d[:, :2] -= np.round(np.linalg.solve(atoms.cell[:2, :2].T, d[:, :2].T).T) @ atoms.cell[:2, :2]  # wrap
+        np.testing.assert_allclose(d, np.broadcast_to(c.info["slide"], d.shape), atol=1e-9)
+        shifts.append(c.info["slide"])
+    shifts = np.array(shifts)
+    assert np.all(np.linalg.norm(shifts[:, :2], axis=1) <= 0.2) and np.all(np.abs(shifts[:, 2]) <= 0.05)
+    assert np.ptp(np.arctan2(shifts[:, 1], shifts[:, 0])) > np.pi  # directions spread, not one axis
+    with pytest.raises(ValueError, match="layer"):
+        slide_configurations(bilayer_graphene("AB")[:2], 1)
 
 
 def test_split_is_stratified_and_complete(rng):
@@ -211,18 +232,40 @@ def test_export_checkpoint_model_writes_the_last_epoch(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--export-last", str(tmp_path / "x.pt")]) == 2
 
 
+def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
+    data_dir, _ = dataset
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(yaml.safe_dump(_config(data_dir, tmp_path / "run", max_epochs=1, num_threads=2)))
+    before = torch.get_num_threads()
+    try:
+        assert main(["train-phonon", str(cfg_file), "--quiet"]) == 0
+        assert torch.get_num_threads() == 2
+        cfg_file.write_text(yaml.safe_dump(_config(data_dir, tmp_path / "run", max_epochs=2, num_threads=2)))
+        assert main(["train-phonon", str(cfg_file), "--threads", "1", "--quiet"]) == 0  # resumes after epoch 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
+
+
 @pytest.mark.parametrize("folder", ["data/hedgenet_phonon", "data/hedgenet_phonon/ablation_homogeneous"])
 def test_shipped_training_recipe_is_a_consistent_chain(folder):
-    """The shipped stage configs load, each stage starts from the previous stage's output, and stage 1
-    builds the architecture of the shipped model file."""
+    """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
+    weights for the cosine anneals of stages 3-4), stages 1-3 train on one file and stage 4 on the file with the
+    small rattles repeated beside it, and stage 1 builds the architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
     root = Path(__file__).resolve().parents[2] / folder
-    stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in (1, 2, 3)]
+    stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in (1, 2, 3, 4)]
     assert stages[0]["init_model"] is None and stages[0]["model"]
     for prev, cur in zip(stages, stages[1:]):
         assert Path(cur["init_model"]) == Path(prev["output_dir"]) / prev["model_file"]
-        assert (cur["train_file"], cur["valid_file"]) == (prev["train_file"], prev["valid_file"])
+        assert cur["valid_file"] == prev["valid_file"]
+    assert {s["train_file"] for s in stages[:3]} == {stages[0]["train_file"]}
+    assert Path(stages[3]["train_file"]) == Path(stages[0]["train_file"]).with_name("train_small_x4.xyz")
+    assert [s["select_model"] for s in stages[2:]] == ["last_epoch", "last_epoch"]
     shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
     for key, value in stages[0]["model"].items():
         assert shipped[key] == value, key
