@@ -23,7 +23,7 @@ Starting from the AB bilayer unit cell, relaxed at fixed cell with the reference
   about 1 meV/Å per atom for a 0.05 Å slide; they pin the curvature of the stacking energy at its minimum,
   which sets the Γ-point shear and breathing frequencies (ω² = K / μ with K the curvature per cell and μ
   half the mass of one layer).  In the thermal and rattled configurations these forces are hidden under
-  intra-layer forces a thousand times larger;
+  intra-layer forces of 0.2–5 eV/Å;
 
 labels them with the reference force field (energy, forces, stress) and writes them as extended XYZ
 with MACE's keys: ``REF_energy`` (eV) and ``REF_stress`` (Voigt ``xx yy zz yz xz xy``, eV/Å³, ASE sign)

@@ -253,19 +253,21 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
 @pytest.mark.parametrize("folder", ["data/hedgenet_phonon", "data/hedgenet_phonon/ablation_homogeneous"])
 def test_shipped_training_recipe_is_a_consistent_chain(folder):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
-    weights for the cosine anneals of stages 3-4), stages 1-3 train on one file and stage 4 on the file with the
-    small rattles repeated beside it, and stage 1 builds the architecture of the shipped model file."""
+    weights for the cosine anneals of stages 3-5), stages 1-3 train on one file and stages 4-5 on the files
+    built beside it (small rattles repeated; plus slides), and stage 1 builds the architecture of the shipped
+    model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
     root = Path(__file__).resolve().parents[2] / folder
-    stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in (1, 2, 3, 4)]
+    stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in (1, 2, 3, 4, 5)]
     assert stages[0]["init_model"] is None and stages[0]["model"]
     for prev, cur in zip(stages, stages[1:]):
         assert Path(cur["init_model"]) == Path(prev["output_dir"]) / prev["model_file"]
         assert cur["valid_file"] == prev["valid_file"]
     assert {s["train_file"] for s in stages[:3]} == {stages[0]["train_file"]}
-    assert Path(stages[3]["train_file"]) == Path(stages[0]["train_file"]).with_name("train_small_x4.xyz")
-    assert [s["select_model"] for s in stages[2:]] == ["last_epoch", "last_epoch"]
+    built = [Path(stages[0]["train_file"]).with_name(n) for n in ("train_small_x4.xyz", "train_stage5.xyz")]
+    assert [Path(s["train_file"]) for s in stages[3:]] == built
+    assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * 3
     shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
     for key, value in stages[0]["model"].items():
         assert shipped[key] == value, key
