@@ -164,7 +164,7 @@ def main(argv=None) -> int:
     res["peak_rss_GB_end"] = round(peak_rss_gb(), 3)
     res["load_avg_end"] = os.getloadavg()
 
-    tag = f"bench_tbg_electron" + ("" if args.index == 30 else f"_i{args.index}")
+    tag = "bench_tbg_electron" + ("" if args.index == 30 else f"_i{args.index}")
     tmp = out / f"{tag}.json.tmp"
     with open(tmp, "w") as fh:
         json.dump(res, fh, indent=2)

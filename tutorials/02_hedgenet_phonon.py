@@ -44,8 +44,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -69,7 +69,7 @@ def settings(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    from mlepi_ase.averaging import plot_convergence, running_estimate
+    from mlepi_ase.averaging import plot_convergence
     from mlepi_ase.plotting import plot_vf_temperature
 
     args = parse_args()
