@@ -53,9 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dtype is not None:
         cfg["dtype"] = args.dtype
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        cfg["num_threads"] = args.threads
+        cfg["num_threads"] = args.threads  # checked with the rest of the config by train_phonon
     result = train_phonon(cfg, resume=not args.restart, log=None if args.quiet else print)
     print(json.dumps({"model_file": result["model_file"], "stopped": result["stopped"],
                       "best_epoch": result["best_epoch"], "metrics": result["metrics"]}, indent=2))

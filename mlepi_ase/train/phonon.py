@@ -75,6 +75,7 @@ __all__ = [
     "DEFAULT_TRAIN_CONFIG",
     "PhononDataset",
     "load_train_config",
+    "read_training_configs",
     "train_phonon",
     "evaluate",
     "fit_normalization",
@@ -124,7 +125,17 @@ def load_train_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str
     """Read a training configuration (YAML file or dict), fill defaults, resolve paths.
 
     Relative paths (``train_file``, ``valid_file``, ``test_files`` values, ``output_dir``) are taken
-    relative to the YAML file's folder (the current folder for a dict).
+    relative to the YAML file's folder (the current folder for a dict).  ``train_file`` is one extended
+    XYZ file or a list of parts read in order, each a path or ``{file: path, repeat: n, config_types:
+    [...]}`` (see :func:`read_training_configs`), e.g. the dataset once plus its small rattles three more
+    times plus a second set twice::
+
+        train_file:
+          - ../out/phonon_dataset_large/train.xyz
+          - {file: ../out/phonon_dataset_large/train.xyz, config_types: [rattle_0.003, rattle_0.01], repeat: 3}
+          - {file: ../out/phonon_dataset_slides/train.xyz, repeat: 2}
+
+    ``num_threads``: null (torch's default) or a positive integer.
 
     Raises
     ------
@@ -152,12 +163,13 @@ def load_train_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str
         raise KeyError(f"unknown training config key(s) {sorted(unknown)}; known: {sorted(cfg)}")
     cfg.update(copy.deepcopy(raw))
     if not cfg["train_file"]:
-        raise ValueError("the training config needs train_file (extended XYZ with REF_energy/REF_forces)")
+        raise ValueError("the training config needs train_file (extended XYZ with REF_energy/REF_forces, "
+                         "or a list of such files)")
 
     def resolve(p: str | None) -> str | None:
         return None if p is None else str((base / p).resolve()) if not os.path.isabs(p) else str(p)
 
-    cfg["train_file"] = resolve(cfg["train_file"])
+    cfg["train_file"] = _train_parts(cfg["train_file"], resolve)
     cfg["valid_file"] = resolve(cfg["valid_file"])
     if isinstance(cfg["test_files"], (list, tuple)):
         cfg["test_files"] = {Path(p).stem: p for p in cfg["test_files"]}
@@ -185,11 +197,73 @@ def load_train_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str
     cfg["force_weight_floor"] = float(cfg["force_weight_floor"])
     if not cfg["force_weight_floor"] > 0:
         raise ValueError(f"force_weight_floor must be a positive force in eV/Å, got {cfg['force_weight_floor']}")
+    if cfg["num_threads"] is not None:
+        threads = cfg["num_threads"]
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"num_threads must be a positive integer (or null for torch's default), got {threads!r}")
     if not 0 <= float(cfg["ema_decay"]) < 1:
         raise ValueError(f"ema_decay must be in [0, 1), got {cfg['ema_decay']}")
     if cfg["select_model"] not in MODEL_SELECTIONS:
         raise ValueError(f"select_model must be one of {MODEL_SELECTIONS}, got {cfg['select_model']!r}")
     return cfg
+
+
+TRAIN_PART_KEYS = ("file", "repeat", "config_types")
+
+
+def _train_parts(spec: Any, resolve: Callable[[str], str | None]) -> str | list[dict[str, Any]]:
+    """Resolve ``train_file``: one path (kept a string), or a list of parts, each a path or a mapping
+    ``{file: path, repeat: 1, config_types: null}`` (normalised to that mapping with an absolute path)."""
+    if isinstance(spec, (str, os.PathLike)):
+        return resolve(os.fspath(spec))
+    if not isinstance(spec, (list, tuple)):
+        raise ValueError(f"train_file must be a path or a list of parts, got {type(spec).__name__}")
+    parts = []
+    for k, part in enumerate(spec):
+        part = {"file": part} if isinstance(part, (str, os.PathLike)) else dict(part)
+        unknown = set(part) - set(TRAIN_PART_KEYS)
+        if unknown or "file" not in part:
+            raise KeyError(f"train_file part {k}: keys must be among {TRAIN_PART_KEYS} and include 'file', "
+                           f"got {sorted(part)}")
+        repeat = part.get("repeat", 1)
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+            raise ValueError(f"train_file part {k}: repeat must be a positive integer, got {repeat!r}")
+        types = part.get("config_types")
+        if types is not None:
+            types = [types] if isinstance(types, str) else [str(t) for t in types]
+            if not types:
+                raise ValueError(f"train_file part {k}: config_types is empty (omit it to take every configuration)")
+        parts.append({"file": resolve(os.fspath(part["file"])), "repeat": repeat, "config_types": types})
+    return parts
+
+
+def read_training_configs(train_file: str | os.PathLike | Sequence[Mapping[str, Any]]) -> list[Atoms]:
+    """The training configurations named by a resolved ``train_file`` (see :func:`load_train_config`).
+
+    A list of parts is read in order; each part keeps the configurations whose ``config_type`` is in its
+    ``config_types`` (all when null) and repeats that selection ``repeat`` times (the whole selection
+    ``repeat`` times over, as ``list * repeat``): repeating a kind of configuration weighs it more
+    without writing a new file.
+
+    Raises
+    ------
+    ValueError
+        A part's ``config_types`` selects nothing (the types in that file are named).
+    """
+    if isinstance(train_file, (str, os.PathLike)):
+        return read_phonon_dataset(train_file)
+    configs: list[Atoms] = []
+    for part in train_file:
+        found = read_phonon_dataset(part["file"])
+        if part["config_types"] is not None:
+            wanted = set(part["config_types"])
+            selected = [a for a in found if a.info.get("config_type", "default") in wanted]
+            if not selected:
+                present = sorted({str(a.info.get("config_type", "default")) for a in found})
+                raise ValueError(f"{part['file']}: no configuration of type {sorted(wanted)} (present: {present})")
+            found = selected
+        configs.extend(found * part["repeat"])
+    return configs
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,7 +550,7 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
     else:
         model_cfg = normalize_phonon_config(cfg["model"])
 
-    train_configs = read_phonon_dataset(cfg["train_file"])
+    train_configs = read_training_configs(cfg["train_file"])
     train = PhononDataset.from_atoms(train_configs, model_cfg)
     valid = PhononDataset.from_file(cfg["valid_file"], model_cfg) if cfg["valid_file"] else None
     if checkpoint is None and cfg["init_model"] is None:

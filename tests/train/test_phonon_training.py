@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,61 @@ def test_bad_training_config(tmp_path):
         load_train_config({"train_file": "x.xyz", "scheduler": "sometimes"})
 
 
+def test_train_file_parts_repeat_and_select_configurations(dataset, tmp_path):
+    """A list-valued train_file reads its parts in order, keeps the selected config types and repeats each
+    selection as a block (list * repeat); paths resolve relative to the YAML file; bad parts are refused."""
+    from mlepi_ase.train.phonon import read_training_configs
+
+    data_dir, _ = dataset
+    train = read_phonon_dataset(data_dir / "train.xyz")
+    valid = read_phonon_dataset(data_dir / "valid.xyz")
+    small = [a for a in train if a.info["config_type"] in ("rattle_0.01", "slide")]
+    assert 0 < len(small) < len(train)
+    path = tmp_path / "sub" / "cfg.yaml"
+    path.parent.mkdir()
+    spec = [os.path.relpath(data_dir / "train.xyz", path.parent),
+            {"file": str(data_dir / "train.xyz"), "config_types": ["rattle_0.01", "slide"], "repeat": 2},
+            {"file": str(data_dir / "valid.xyz"), "config_types": "stacking"}]
+    path.write_text(yaml.safe_dump({"train_file": spec}))
+    cfg = load_train_config(path)
+    assert cfg["train_file"][0] == {"file": str(data_dir / "train.xyz"), "repeat": 1, "config_types": None}
+    assert load_train_config(cfg)["train_file"] == cfg["train_file"]  # idempotent
+    got = read_training_configs(cfg["train_file"])
+    expected = train + small * 2 + [a for a in valid if a.info["config_type"] == "stacking"]
+    assert len(got) == len(expected) > len(train) + 2 * len(small)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_array_equal(a.arrays[REF_FORCES], b.arrays[REF_FORCES])
+    with pytest.raises(ValueError, match="no configuration of type"):
+        read_training_configs(load_train_config({"train_file": [{"file": str(data_dir / "train.xyz"),
+                                                                  "config_types": ["rattle_9"]}]})["train_file"])
+    for part, err in [({"file": "x.xyz", "repeat": 0}, ValueError), ({"file": "x.xyz", "times": 2}, KeyError),
+                      ({"repeat": 2}, KeyError), ({"file": "x.xyz", "config_types": []}, ValueError)]:
+        with pytest.raises(err, match="part 0"):
+            load_train_config({"train_file": [part]})
+    with pytest.raises(ValueError, match="train_file"):
+        load_train_config({"train_file": 3})
+
+
+def test_training_on_train_file_parts(dataset, tmp_path):
+    data_dir, _ = dataset
+    parts = [str(data_dir / "train.xyz"), {"file": str(data_dir / "train.xyz"), "config_types": ["slide"],
+                                            "repeat": 2}]
+    result = train_phonon(_config(data_dir, tmp_path / "run", max_epochs=1, train_file=parts), resume=False)
+    n_train = len(read_phonon_dataset(data_dir / "train.xyz"))
+    n_slide = sum(a.info["config_type"] == "slide" for a in read_phonon_dataset(data_dir / "train.xyz"))
+    assert f"{n_train + 2 * n_slide} train" in (tmp_path / "run" / "train.log").read_text()
+    assert load_phonon_model(result["model_file"]).metadata["training"]["train_file"][1]["repeat"] == 2
+
+
+def test_num_threads_must_be_positive_or_null():
+    assert load_train_config({"train_file": "x.xyz"})["num_threads"] is None
+    assert load_train_config({"train_file": "x.xyz", "num_threads": 2})["num_threads"] == 2
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="num_threads"):
+            load_train_config({"train_file": "x.xyz", "num_threads": bad})
+
+
 def test_train_phonon_command_line(dataset, tmp_path):
     data_dir, _ = dataset
     cfg = _config(data_dir, "run", max_epochs=2)
@@ -253,9 +309,9 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
 @pytest.mark.parametrize("folder", ["data/hedgenet_phonon", "data/hedgenet_phonon/ablation_homogeneous"])
 def test_shipped_training_recipe_is_a_consistent_chain(folder):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
-    weights for the cosine anneals of stages 3-5), stages 1-3 train on one file and stages 4-5 on the files
-    built beside it (small rattles repeated; plus slides), and stage 1 builds the architecture of the shipped
-    model file."""
+    weights for the cosine anneals of stages 3-5), stages 1-3 train on one file, stage 4 on it with its small
+    rattles four times and stage 5 on that plus the slide set twice, and stage 1 builds the architecture of
+    the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
     root = Path(__file__).resolve().parents[2] / folder
@@ -265,8 +321,12 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder):
         assert Path(cur["init_model"]) == Path(prev["output_dir"]) / prev["model_file"]
         assert cur["valid_file"] == prev["valid_file"]
     assert {s["train_file"] for s in stages[:3]} == {stages[0]["train_file"]}
-    built = [Path(stages[0]["train_file"]).with_name(n) for n in ("train_small_x4.xyz", "train_stage5.xyz")]
-    assert [Path(s["train_file"]) for s in stages[3:]] == built
+    dataset = stages[0]["train_file"]
+    small_x4 = [{"file": dataset, "repeat": 1, "config_types": None},
+                {"file": dataset, "repeat": 3, "config_types": ["rattle_0.003", "rattle_0.01"]}]
+    slides = {"file": str(Path(dataset).parent.with_name("phonon_dataset_slides") / "train.xyz"), "repeat": 2,
+              "config_types": None}
+    assert [s["train_file"] for s in stages[3:]] == [small_x4, small_x4 + [slides]]
     assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * 3
     shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
     for key, value in stages[0]["model"].items():
