@@ -55,6 +55,7 @@ import torch
 
 from .._files import atomic_json, atomic_torch_save, to_plain
 from .. import __version__
+from . import check_num_threads
 from ..graph import RELATIONS, _edge_keys
 from ..models.electron import (
     ElectronGraph,
@@ -149,6 +150,7 @@ def normalize_train_config(config: Mapping[str, Any] | None = None) -> dict[str,
     t = cfg["training"]
     if int(t["epochs"]) < 1 or int(t["batch_size"]) < 1 or not float(t["lr"]) > 0:
         raise ValueError("training.epochs ≥ 1, training.batch_size ≥ 1 and training.lr > 0 are required")
+    check_num_threads(t["num_threads"], "training.num_threads")
     return cfg
 
 

@@ -59,6 +59,7 @@ from ase.stress import voigt_6_to_full_3x3_stress
 
 from .._files import atomic_json, atomic_torch_save
 from .. import __version__
+from . import check_num_threads
 from ..models._base import as_dtype
 from ..models.phonon import (
     HedgeNetPhonon,
@@ -197,10 +198,7 @@ def load_train_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str
     cfg["force_weight_floor"] = float(cfg["force_weight_floor"])
     if not cfg["force_weight_floor"] > 0:
         raise ValueError(f"force_weight_floor must be a positive force in eV/Å, got {cfg['force_weight_floor']}")
-    if cfg["num_threads"] is not None:
-        threads = cfg["num_threads"]
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"num_threads must be a positive integer (or null for torch's default), got {threads!r}")
+    check_num_threads(cfg["num_threads"])
     if not 0 <= float(cfg["ema_decay"]) < 1:
         raise ValueError(f"ema_decay must be in [0, 1), got {cfg['ema_decay']}")
     if cfg["select_model"] not in MODEL_SELECTIONS:

@@ -160,3 +160,13 @@ def test_init_model_starts_from_given_weights(tmp_path, rng):
     atoms = read_electron_dataset(data, "valid")[0][0].to_atoms()
     assert np.abs(a.predict_hamiltonian(atoms).blocks - b.predict_hamiltonian(atoms).blocks).max() < 1e-8
     assert "starting from the weights" in (tmp_path / "b" / "train.log").read_text()
+
+
+def test_num_threads_must_be_positive_or_null():
+    from mlepi_ase.train.electron import normalize_train_config
+
+    data = {"data": {"dataset": "x.h5"}}
+    assert normalize_train_config(data)["training"]["num_threads"] is None
+    for bad in (0, -2, 2.0):
+        with pytest.raises(ValueError, match="training.num_threads"):
+            normalize_train_config({**data, "training": {"num_threads": bad}})
