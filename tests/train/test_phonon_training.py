@@ -333,6 +333,28 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder):
         assert shipped[key] == value, key
 
 
+def test_one_hour_cpu_recipe_is_the_shipped_architecture_from_scratch_on_the_stage5_set():
+    """data/hedgenet_phonon/cpu_1h: one run from scratch, the shipped architecture and normalisation inputs, the
+    stage-5 training set, a cosine anneal kept at its last epoch on the CPU; the variant changes only the
+    force-weight floor (and its output folder)."""
+    from mlepi_ase.models.phonon import read_phonon_model_file
+
+    root = Path(__file__).resolve().parents[2] / "data" / "hedgenet_phonon"
+    stage1 = load_train_config(root / "train_config_stage1.yaml")
+    stage5 = load_train_config(root / "train_config_stage5.yaml")
+    cfg = load_train_config(root / "cpu_1h" / "train_config.yaml")
+    assert cfg["init_model"] is None and cfg["model"] == stage1["model"]
+    assert cfg["train_file"] == stage5["train_file"] and cfg["valid_file"] == stage5["valid_file"]
+    assert (cfg["device"], cfg["num_threads"], cfg["scheduler"], cfg["select_model"], cfg["force_weighting"]) == (
+        "cpu", 2, "cosine", "last_epoch", "relative")
+    variant = load_train_config(root / "cpu_1h" / "train_config_floor05.yaml")
+    changed = {k for k in cfg if variant[k] != cfg[k]}
+    assert changed == {"force_weight_floor", "output_dir"} and variant["force_weight_floor"] == 0.5
+    shipped = read_phonon_model_file(root / "cpu_1h" / "hedgenet_phonon.pt")["config"]
+    for key, value in cfg["model"].items():
+        assert shipped[key] == value, key
+
+
 def test_select_model_last_epoch_keeps_the_final_ema_weights(dataset, tmp_path):
     from mlepi_ase.train.phonon import export_checkpoint_model
 
