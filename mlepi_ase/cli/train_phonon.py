@@ -2,13 +2,15 @@
 
 The YAML file holds the training settings (:data:`mlepi_ase.train.phonon.DEFAULT_TRAIN_CONFIG`: data
 files, model hyper-parameters, dtype, device, optimiser, EMA, schedule, early stopping); paths are
-relative to the YAML file.  A run that finds ``checkpoint.pt`` in its output folder resumes from it
+relative to the YAML file.  ``train_file`` may be a list of parts that repeat or select configuration
+types without writing a new file (:func:`mlepi_ase.train.phonon.load_train_config`).  A run that finds ``checkpoint.pt`` in its output folder resumes from it
 unless ``--restart`` is given.  ``--export-last FILE`` trains nothing: it writes the (EMA) weights of the
 checkpoint's last epoch as a model file, next to the lowest-validation-loss model the trainer keeps.
 
 Example::
 
     mlepi train-phonon data/hedgenet_phonon/train_config_stage1.yaml
+    mlepi train-phonon data/hedgenet_phonon/cpu_1h/train_config.yaml   # from scratch, ~1 h on 2 CPU cores
 """
 
 from __future__ import annotations
