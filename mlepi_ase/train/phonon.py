@@ -59,7 +59,7 @@ from ase.stress import voigt_6_to_full_3x3_stress
 
 from .._files import atomic_json, atomic_torch_save
 from .. import __version__
-from . import check_num_threads
+from . import check_num_threads, check_positive_int
 from ..models._base import as_dtype
 from ..models.phonon import (
     HedgeNetPhonon,
@@ -223,9 +223,7 @@ def _train_parts(spec: Any, resolve: Callable[[str], str | None]) -> str | list[
         if unknown or "file" not in part:
             raise KeyError(f"train_file part {k}: keys must be among {TRAIN_PART_KEYS} and include 'file', "
                            f"got {sorted(part)}")
-        repeat = part.get("repeat", 1)
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-            raise ValueError(f"train_file part {k}: repeat must be a positive integer, got {repeat!r}")
+        repeat = check_positive_int(part.get("repeat", 1), f"train_file part {k}: repeat")
         types = part.get("config_types")
         if types is not None:
             types = [types] if isinstance(types, str) else [str(t) for t in types]
@@ -251,8 +249,11 @@ def read_training_configs(train_file: str | os.PathLike | Sequence[Mapping[str, 
     if isinstance(train_file, (str, os.PathLike)):
         return read_phonon_dataset(train_file)
     configs: list[Atoms] = []
+    files: dict[str, list[Atoms]] = {}  # a file named by several parts is read once
     for part in train_file:
-        found = read_phonon_dataset(part["file"])
+        if part["file"] not in files:
+            files[part["file"]] = read_phonon_dataset(part["file"])
+        found = files[part["file"]]
         if part["config_types"] is not None:
             wanted = set(part["config_types"])
             selected = [a for a in found if a.info.get("config_type", "default") in wanted]
