@@ -27,7 +27,17 @@ Normalisation taken from the training set before training (kept fixed): the isol
 
 Optimisation: Adam (AMSGrad) with an exponential moving average (EMA) of the weights; the EMA
 weights are validated, checkpointed and shipped.  Learning-rate schedule: reduce-on-plateau of the
-validation loss (default), exponential or cosine decay.  Early stopping after ``patience`` epochs
+validation loss (default), exponential or cosine decay per epoch (``cosine`` anneals over ``max_epochs``), or
+``cosine_time``: a cosine anneal over the wall-clock budget ``max_time_minutes``, updated every step,
+
+.. math::
+
+    \eta(t) = \eta_\min + \tfrac12 (\eta_0 - \eta_\min)\big(1 + \cos(\pi \min(t/T, 1))\big),
+
+so a run reaches the end of its anneal when its time is up on any machine (a GPU or a 2-core CPU) without
+guessing the number of epochs beforehand; a resumed run continues from the elapsed time stored in its
+checkpoint.  The price is that two runs on machines of different speed see different schedules.  Early
+stopping after ``patience`` epochs
 without validation improvement, or at ``max_epochs`` / ``max_time_minutes``.  The model file holds the
 epoch with the lowest validation loss (``select_model: lowest_valid_loss``, default) or the last epoch
 (``last_epoch``: for a fixed annealing schedule, or when a few outlier configurations dominate the
@@ -79,6 +89,7 @@ __all__ = [
     "read_training_configs",
     "train_phonon",
     "evaluate",
+    "cosine_time_lr",
     "fit_normalization",
 ]
 
@@ -117,7 +128,7 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
 }
 """Defaults of the training configuration (paths relative to the YAML file's folder)."""
 
-SCHEDULERS = ("plateau", "exponential", "cosine", "none")
+SCHEDULERS = ("plateau", "exponential", "cosine", "cosine_time", "none")
 FORCE_WEIGHTINGS = ("uniform", "relative")
 MODEL_SELECTIONS = ("lowest_valid_loss", "last_epoch")
 
@@ -183,6 +194,9 @@ def load_train_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str
     as_dtype(cfg["dtype"])
     if cfg["scheduler"] not in SCHEDULERS:
         raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {cfg['scheduler']!r}")
+    if cfg["scheduler"] == "cosine_time" and not (cfg["max_time_minutes"] is not None
+                                                  and float(cfg["max_time_minutes"]) > 0):
+        raise ValueError("scheduler cosine_time anneals over the time budget: set max_time_minutes > 0")
     for key in ("batch_size", "max_epochs", "patience", "scheduler_patience"):
         cfg[key] = int(cfg[key])
         if cfg[key] < 1:
@@ -486,6 +500,25 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any]):
     return None
 
 
+def cosine_time_lr(elapsed_s: float, budget_s: float, lr: float, min_lr: float) -> float:
+    r"""Learning rate of the ``cosine_time`` schedule after ``elapsed_s`` of a ``budget_s`` training budget.
+
+    Parameters
+    ----------
+    elapsed_s, budget_s
+        Training time so far and the whole budget, seconds (``budget_s`` > 0).
+    lr, min_lr
+        Rates at the start and at (and after) the end of the budget.
+
+    Returns
+    -------
+    float
+        :math:`\eta_\min + \frac12(\eta_0 - \eta_\min)(1 + \cos(\pi \min(t/T, 1)))`.
+    """
+    frac = min(max(elapsed_s / budget_s, 0.0), 1.0)
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * frac))
+
+
 def _rng_state(gen: np.random.Generator) -> dict[str, Any]:
     st = gen.bit_generator.state
     # large Python ints are fine for weights_only; make sure nothing else sneaks in
@@ -598,6 +631,10 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
         train_loss, n_seen = 0.0, 0
         for start in range(0, len(order), cfg["batch_size"]):
             idx = order[start:start + cfg["batch_size"]].tolist()
+            if cfg["scheduler"] == "cosine_time":
+                step_lr = cosine_time_lr(elapsed_before + time.perf_counter() - t0, budget, cfg["lr"], cfg["min_lr"])
+                for group in optimizer.param_groups:
+                    group["lr"] = step_lr
             batch, targets = train.batch(idx, model.n_networks, dtype, device, train_weights)
             optimizer.zero_grad(set_to_none=True)
             out = model(batch, compute_forces=True, compute_stress=cfg["stress_weight"] > 0, training=True)
@@ -655,7 +692,9 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
         if epoch - best_epoch >= cfg["patience"]:
             stopped = "early_stopping"
             break
-        if budget is not None and time.perf_counter() - t0 >= budget:
+        # cosine_time: the budget is the whole run's (resumes included), where the anneal ends
+        spent = elapsed if cfg["scheduler"] == "cosine_time" else time.perf_counter() - t0
+        if budget is not None and spent >= budget:
             stopped = "time_limit"
             break
     bar.close()

@@ -390,3 +390,35 @@ def test_angular_basis_experiment_changes_only_the_angular_basis():
     fine = load_train_config(exp / "train_config_ell3_L1_relative.yaml")
     assert Path(fine["init_model"]).resolve().parent == Path(uniform["output_dir"]).resolve()
     assert fine["force_weighting"] == "relative" and fine["select_model"] == "last_epoch"
+
+
+def test_cosine_time_lr_anneals_over_the_budget():
+    from mlepi_ase.train.phonon import cosine_time_lr
+
+    lr, lo, budget = 1e-2, 1e-5, 600.0
+    assert cosine_time_lr(0.0, budget, lr, lo) == pytest.approx(lr)
+    assert cosine_time_lr(budget / 2, budget, lr, lo) == pytest.approx(0.5 * (lr + lo))
+    assert cosine_time_lr(budget / 4, budget, lr, lo) == pytest.approx(lo + 0.5 * (lr - lo) * (1 + np.sqrt(0.5)))
+    assert cosine_time_lr(budget, budget, lr, lo) == pytest.approx(lo)
+    assert cosine_time_lr(3 * budget, budget, lr, lo) == pytest.approx(lo)  # past the budget: stays at min_lr
+    rates = [cosine_time_lr(t, budget, lr, lo) for t in np.linspace(0, budget, 50)]
+    assert np.all(np.diff(rates) < 0)
+
+
+def test_cosine_time_needs_a_time_budget(dataset, tmp_path):
+    data_dir, _ = dataset
+    with pytest.raises(ValueError, match="max_time_minutes"):
+        load_train_config(_config(data_dir, tmp_path / "run", scheduler="cosine_time"))
+
+
+def test_cosine_time_run_anneals_and_stops_at_the_budget(dataset, tmp_path):
+    data_dir, _ = dataset
+    budget_min = 0.05
+    result = train_phonon(_config(data_dir, tmp_path / "run", max_epochs=1000, scheduler="cosine_time",
+                                  max_time_minutes=budget_min, lr=0.03, min_lr=1e-4), resume=False)
+    hist = result["history"]
+    assert result["stopped"] == "time_limit" and len(hist) >= 3
+    lrs = [h["lr"] for h in hist]  # the rate of each epoch's last step
+    assert lrs[0] < 0.03 and np.all(np.diff(lrs) < 0)
+    assert hist[-1]["elapsed_s"] >= 60 * budget_min
+    assert hist[-2]["elapsed_s"] < 60 * budget_min  # stopped at the first epoch end past the budget
