@@ -1,4 +1,4 @@
-"""Atomic file writes and plain-Python conversion shared by the package's writers.
+"""Atomic file writes, content digests and plain-Python conversion shared by the package's writers.
 
 Every result file (model files, checkpoints, datasets, JSON/YAML summaries, figures) is written to a
 temporary file in the destination folder and renamed over the target, so an interrupted run never
@@ -15,7 +15,19 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_torch_save", "atomic_json", "to_plain"]
+__all__ = ["atomic_write", "atomic_torch_save", "atomic_json", "file_sha256", "to_plain"]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 digest of a file's bytes (read in 1 MiB blocks): identifies a model file by content,
+    not by path, e.g. to tell whether a resumed run still uses the same model."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:

@@ -33,6 +33,8 @@ from typing import Any, Mapping
 import numpy as np
 from ase import Atoms
 
+from ._files import file_sha256
+
 __all__ = ["PipelineConfig", "run_pipeline", "make_force_calculator", "make_hamiltonian_calculator",
            "build_unitcell", "DEFAULT_PHONON_MODEL", "DEFAULT_ELECTRON_MODEL"]
 
@@ -243,9 +245,24 @@ def _make_executor(cfg: PipelineConfig, client: Any):
     return dclient, close
 
 
+def _model_fingerprints(cfg: PipelineConfig) -> dict[str, str]:
+    """SHA-256 of the ML model files a run uses, keyed ``force_model_sha256`` / ``electron_model_sha256``
+    (only for the ``hedgenet`` calculators), so that resuming after a model file was replaced in place
+    recomputes instead of reusing force constants or samples of the old model."""
+    found = {}
+    if cfg.force_calculator == "hedgenet":
+        found["force_model_sha256"] = file_sha256(cfg.force_model or DEFAULT_PHONON_MODEL)
+    if cfg.hamiltonian_calculator == "hedgenet":
+        found["electron_model_sha256"] = file_sha256(cfg.electron_model or DEFAULT_ELECTRON_MODEL)
+    return found
+
+
 def _settings_key(cfg: PipelineConfig) -> dict:
-    return {"structure": cfg.structure, "force_calculator": cfg.force_calculator,
-            "force_model": str(cfg.force_model), "relax": cfg.relax, "fc_supercell": list(cfg.fc_supercell)}
+    key = {"structure": cfg.structure, "force_calculator": cfg.force_calculator,
+           "force_model": str(cfg.force_model), "relax": cfg.relax, "fc_supercell": list(cfg.fc_supercell)}
+    if cfg.force_calculator == "hedgenet":
+        key["force_model_sha256"] = file_sha256(cfg.force_model or DEFAULT_PHONON_MODEL)
+    return key
 
 
 def _phonons(cfg: PipelineConfig, out: Path, log) -> Any:
@@ -348,6 +365,7 @@ def run_pipeline(
 
     executor, close = _make_executor(cfg, client)
     seeds = np.random.SeedSequence(int(cfg.seed)).spawn(len(cfg.temperatures))
+    model_fingerprints = _model_fingerprints(cfg)  # samples of another model file are refused on resume
     per_t: dict[str, Any] = {}
     running: dict[str, Any] = {}
     spectra: dict[str, np.ndarray] = {}
@@ -361,7 +379,7 @@ def run_pipeline(
                 first_config = configs[0]
             meta = {"temperature": float(temp), "n_samples": int(cfg.n_samples), "seed": int(cfg.seed),
                     "hamiltonian_calculator": cfg.hamiltonian_calculator, "antithetic": cfg.antithetic,
-                    "classical": cfg.classical}
+                    "classical": cfg.classical, **model_fingerprints}
             results = run_samples(evaluate, configs, out / f"samples_T{float(temp):g}.h5", executor=executor,
                                   metadata=meta, progress=True, description=f"T = {float(temp):g} K")
             key = f"{float(temp):g}"

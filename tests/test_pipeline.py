@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from mlepi_ase._files import file_sha256
 from mlepi_ase.pipeline import PipelineConfig, run_pipeline
 
 TINY = {
@@ -113,3 +114,34 @@ def test_bad_configuration_is_reported():
         PipelineConfig.from_dict({"n_samples": 3})
     with pytest.raises(ValueError, match="hamiltonian_calculator"):
         PipelineConfig.from_dict({"hamiltonian_calculator": "dft"})
+
+
+def test_replacing_a_model_file_in_place_is_not_resumed_silently(tmp_path):
+    """Force constants and samples are keyed by the SHA-256 of the HedgeNet model file, not only its path:
+    after the file at the same path is replaced, the force constants are recomputed and the stored samples
+    of the old model are refused instead of being mixed with or returned for the new one."""
+    from mlepi_ase.pipeline import DEFAULT_PHONON_MODEL
+
+    homogeneous = DEFAULT_PHONON_MODEL.parent / "ablation_homogeneous" / "hedgenet_phonon.pt"
+    model = tmp_path / "phonon_model.pt"
+    shutil.copy(DEFAULT_PHONON_MODEL, model)
+    cfg = {**TINY, "force_calculator": "hedgenet", "force_model": str(model), "temperatures": [300.0],
+           "n_samples": 2, "spectral_window": None, "output": str(tmp_path / "run")}
+    first = run_pipeline(cfg, verbose=False)
+    settings = json.loads((tmp_path / "run" / "phonons_settings.json").read_text())
+    assert settings["force_model_sha256"] == file_sha256(model)
+    again = run_pipeline(cfg, verbose=False)  # same file: everything reused
+    assert again["temperatures"]["300"]["v_F"] == first["temperatures"]["300"]["v_F"]
+    shutil.copy(homogeneous, model)  # another model, same path
+    with pytest.raises(ValueError, match="different run"):
+        run_pipeline(cfg, verbose=False)
+    settings = json.loads((tmp_path / "run" / "phonons_settings.json").read_text())
+    assert settings["force_model_sha256"] == file_sha256(homogeneous)  # force constants were recomputed
+
+
+def test_file_sha256_matches_hashlib(tmp_path):
+    import hashlib
+
+    data = bytes(range(256)) * 5000  # > 1 MiB: several blocks
+    (tmp_path / "f").write_bytes(data)
+    assert file_sha256(tmp_path / "f") == hashlib.sha256(data).hexdigest()
