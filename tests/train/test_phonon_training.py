@@ -309,13 +309,13 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
 @pytest.mark.parametrize("folder", ["data/hedgenet_phonon", "data/hedgenet_phonon/ablation_homogeneous"])
 def test_shipped_training_recipe_is_a_consistent_chain(folder):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
-    weights for the cosine anneals of stages 3-5), stages 1-3 train on one file, stage 4 on it with its small
-    rattles four times and stage 5 on that plus the slide set twice, and stage 1 builds the architecture of
-    the shipped model file."""
+    weights for the cosine anneals of stages 3-6), stages 1-3 train on one file, stage 4 on it with its small
+    rattles four times, stages 5 and 6 on that plus the slide set twice, and stage 1 builds the architecture
+    of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
     root = Path(__file__).resolve().parents[2] / folder
-    stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in (1, 2, 3, 4, 5)]
+    stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in (1, 2, 3, 4, 5, 6)]
     assert stages[0]["init_model"] is None and stages[0]["model"]
     for prev, cur in zip(stages, stages[1:]):
         assert Path(cur["init_model"]) == Path(prev["output_dir"]) / prev["model_file"]
@@ -326,8 +326,8 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder):
                 {"file": dataset, "repeat": 3, "config_types": ["rattle_0.003", "rattle_0.01"]}]
     slides = {"file": str(Path(dataset).parent.with_name("phonon_dataset_slides") / "train.xyz"), "repeat": 2,
               "config_types": None}
-    assert [s["train_file"] for s in stages[3:]] == [small_x4, small_x4 + [slides]]
-    assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * 3
+    assert [s["train_file"] for s in stages[3:]] == [small_x4, small_x4 + [slides], small_x4 + [slides]]
+    assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * 4
     shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
     for key, value in stages[0]["model"].items():
         assert shipped[key] == value, key
@@ -353,6 +353,28 @@ def test_one_hour_cpu_recipe_is_the_shipped_architecture_from_scratch_on_the_sta
     shipped = read_phonon_model_file(root / "cpu_1h" / "hedgenet_phonon.pt")["config"]
     for key, value in cfg["model"].items():
         assert shipped[key] == value, key
+
+
+def test_gpu_width_experiment_changes_only_the_channel_width():
+    """data/hedgenet_phonon/experiments/gpu_width: three runs from scratch that differ only in num_channels
+    (and output folder), on the stage-5 training set with a wall-clock cosine anneal; the fine-tuning run
+    starts from stage 5's output with the stage-6 optimiser settings but the same time budget."""
+    root = Path(__file__).resolve().parents[2] / "data" / "hedgenet_phonon"
+    exp = root / "experiments" / "gpu_width"
+    stage1 = load_train_config(root / "train_config_stage1.yaml")
+    stage5 = load_train_config(root / "train_config_stage5.yaml")
+    stage6 = load_train_config(root / "train_config_stage6.yaml")
+    runs = {w: load_train_config(exp / f"train_config_scratch{w}.yaml") for w in (32, 64, 128)}
+    assert runs[32]["model"] == stage1["model"] and runs[32]["train_file"] == stage5["train_file"]
+    for w, cfg in runs.items():
+        changed = {k for k in cfg if cfg[k] != runs[32][k]}
+        assert changed == (set() if w == 32 else {"model", "output_dir"})
+        assert {k for k in cfg["model"] if cfg["model"][k] != stage1["model"][k]} == (
+            set() if w == 32 else {"num_channels"}) and cfg["model"]["num_channels"] == w
+        assert (cfg["scheduler"], cfg["max_time_minutes"], cfg["init_model"]) == ("cosine_time", 6.0, None)
+    ft = load_train_config(exp / "train_config_ft_stage5.yaml")
+    assert ft["init_model"] == stage6["init_model"] and ft["train_file"] == stage6["train_file"]
+    assert (ft["lr"], ft["batch_size"], ft["scheduler"]) == (stage6["lr"], stage6["batch_size"], "cosine_time")
 
 
 def test_select_model_last_epoch_keeps_the_final_ema_weights(dataset, tmp_path):
