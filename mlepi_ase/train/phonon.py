@@ -623,6 +623,8 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
     epochs = range(start_epoch, cfg["max_epochs"])
     if best_epoch >= 0 and start_epoch - 1 - best_epoch >= cfg["patience"]:
         stopped, epochs = "early_stopping", range(0)
+    elif cfg["scheduler"] == "cosine_time" and checkpoint is not None and elapsed_before >= budget:
+        stopped, epochs = "time_limit", range(0)  # the whole run's budget is spent: nothing left to anneal
     bar = tqdm(epochs, initial=start_epoch, total=cfg["max_epochs"], desc="train-phonon",
                disable=not cfg["progress"])
     for epoch in bar:

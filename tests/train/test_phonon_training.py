@@ -435,7 +435,7 @@ def test_cosine_time_needs_a_time_budget(dataset, tmp_path):
 
 def test_cosine_time_run_anneals_and_stops_at_the_budget(dataset, tmp_path):
     data_dir, _ = dataset
-    budget_min = 0.05
+    budget_min = 0.1
     result = train_phonon(_config(data_dir, tmp_path / "run", max_epochs=1000, scheduler="cosine_time",
                                   max_time_minutes=budget_min, lr=0.03, min_lr=1e-4), resume=False)
     hist = result["history"]
@@ -444,3 +444,18 @@ def test_cosine_time_run_anneals_and_stops_at_the_budget(dataset, tmp_path):
     assert lrs[0] < 0.03 and np.all(np.diff(lrs) < 0)
     assert hist[-1]["elapsed_s"] >= 60 * budget_min
     assert hist[-2]["elapsed_s"] < 60 * budget_min  # stopped at the first epoch end past the budget
+
+
+def test_cosine_time_resumes_the_anneal_where_it_stopped(dataset, tmp_path):
+    """The anneal runs over the whole run's time: a run stopped early (here by max_epochs) and resumed goes on
+    lowering the rate from where it was, and a resumed run whose budget is spent trains nothing more."""
+    data_dir, _ = dataset
+    cfg = _config(data_dir, tmp_path / "run", scheduler="cosine_time", max_time_minutes=0.1, lr=0.03, min_lr=1e-4)
+    first = train_phonon({**cfg, "max_epochs": 2}, resume=False)
+    assert first["stopped"] == "max_epochs" and first["history"][-1]["elapsed_s"] < 6.0  # budget left
+    resumed = train_phonon({**cfg, "max_epochs": 1000}, resume=True)
+    hist = resumed["history"]
+    assert resumed["stopped"] == "time_limit" and len(hist) > 3 and hist[:2] == first["history"]
+    assert np.all(np.diff([h["lr"] for h in hist]) < 0) and np.all(np.diff([h["elapsed_s"] for h in hist]) > 0)
+    again = train_phonon({**cfg, "max_epochs": 1000}, resume=True)
+    assert again["stopped"] == "time_limit" and again["history"] == hist
