@@ -37,8 +37,9 @@ validation loss (default), exponential or cosine decay per epoch (``cosine`` ann
 so a run reaches the end of its anneal when its time is up on any machine (a GPU or a 2-core CPU) without
 guessing the number of epochs beforehand; a resumed run continues from the elapsed time stored in its
 checkpoint.  The price is that two runs on machines of different speed see different schedules.  Early
-stopping after ``patience`` epochs
-without validation improvement, or at ``max_epochs`` / ``max_time_minutes``.  The model file holds the
+stopping after ``patience`` epochs without validation improvement, or at ``max_epochs`` /
+``max_time_minutes`` (checked after each epoch; with ``cosine_time`` the budget bounds the whole run,
+resumes included, otherwise each invocation).  The model file holds the
 epoch with the lowest validation loss (``select_model: lowest_valid_loss``, default) or the last epoch
 (``last_epoch``: for a fixed annealing schedule, or when a few outlier configurations dominate the
 weighted validation loss so that its minimum is a poor pick).
