@@ -216,14 +216,12 @@ def part_scaling(args) -> dict:
 
 
 def plot_scaling(result: dict, path: Path) -> None:
-    from mlepi_ase.plotting import _pyplot
-
-    plt = _pyplot()
+    from mlepi_ase.plotting import new_figure
 
     labels = {"hedgenet_phonon": "HedgeNet-Phonon (E+F)", "hedgenet_electron": "HedgeNet-Electron (H)",
               "reference_forces": "REBO+KC (LAMMPS)", "reference_sp3": "sp3 Slater–Koster H",
               "dft_pyscf": "DFT stand-in (PySCF LDA Γ)"}
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax, ax2) = new_figure(1, 2, figsize=(10, 4))
     for n, (method, label) in enumerate(labels.items()):
         rows = [r for r in result["rows"] if r and r.get("method") == method and "median_s" in r]
         ab = sorted((r for r in rows if r["structure"].startswith("AB")), key=lambda r: r["n_atoms"])
@@ -245,7 +243,6 @@ def plot_scaling(result: dict, path: Path) -> None:
     ax2.set_ylabel("peak resident memory (MiB)")
     fig.tight_layout()
     fig.savefig(path, dpi=150)
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------ stages

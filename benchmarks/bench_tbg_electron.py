@@ -170,11 +170,9 @@ def main(argv=None) -> int:
         json.dump(res, fh, indent=2)
     os.replace(tmp, out / f"{tag}.json")
 
-    from mlepi_ase.plotting import _pyplot
+    from mlepi_ase.plotting import new_figure
 
-    plt = _pyplot()
-
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = new_figure(figsize=(5, 4))
     for x, name in enumerate(names):
         b = bands[name]
         ax.plot(np.full(len(b["reference_eV"]), x) - 0.08, 1e3 * (np.array(b["reference_eV"]) - e_d), "o",

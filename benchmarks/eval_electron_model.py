@@ -100,11 +100,9 @@ def main(argv=None) -> int:
     metrics["band_path_max_abs_meV_first_structure"] = float(1e3 * np.abs(e_ref - e_mod)[win].max())
     metrics["eval_time_s"] = round(time.perf_counter() - t0, 1)
 
-    from mlepi_ase.plotting import _pyplot
+    from mlepi_ase.plotting import new_figure
 
-    plt = _pyplot()
-
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax, ax2) = new_figure(1, 2, figsize=(9, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     for n in range(e_ref.shape[1]):
         ax.plot(x, e_ref[:, n] - ef, color="k", lw=1.6, label="SlaterKosterSP3" if n == 0 else None)
         ax.plot(x, e_mod[:, n] - ef, color="C3", lw=0.9, ls="--", label="HedgeNet-Electron" if n == 0 else None)

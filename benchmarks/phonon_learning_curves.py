@@ -86,11 +86,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import matplotlib.ticker
 
-    from mlepi_ase.plotting import _pyplot
+    from mlepi_ase.plotting import new_figure
 
-    plt = _pyplot()
-
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    fig, ax = new_figure(figsize=(6.0, 4.0))
     for label, r in runs.items():
         ax.plot(r["epochs"], r["valid_forces_mae_meV_per_A"], marker="o", ms=3, label=label)
     ax.set_yscale("log")

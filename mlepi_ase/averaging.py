@@ -598,7 +598,7 @@ def plot_convergence(
     element
         Index into an array observable (None for scalars).
     """
-    from .plotting import _pyplot
+    from .plotting import new_figure
 
     mean = np.asarray(running.mean)
     se = np.asarray(running.stderr)
@@ -608,8 +608,7 @@ def plot_convergence(
     if mean.ndim != 1:
         raise ValueError(f"plot_convergence needs a scalar observable (pass element=…), got shape {mean.shape[1:]}")
     n = np.asarray(running.n_samples)
-    plt = _pyplot()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, (ax1, ax2) = new_figure(1, 2, figsize=(9, 3.6))
     unit_s = f" ({unit})" if unit else ""
     ax1.plot(n, mean, "-", color="C0", lw=1.2, label="running mean")
     ok = np.isfinite(se)
@@ -631,4 +630,3 @@ def plot_convergence(
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(filename, dpi=150)
-    plt.close(fig)

@@ -921,15 +921,14 @@ def plot_spectral_function(
     overlay : numpy.ndarray, shape (n_k, n_bands), optional
         Bands (eV) drawn on top, e.g. the pristine primitive bands.
     """
-    from .plotting import _pyplot
+    from .plotting import new_figure
 
-    plt = _pyplot()
     a = np.asarray(spectral, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     e = np.asarray(energies, dtype=np.float64) - reference_energy
     if a.shape != (len(x), len(e)):
         raise ValueError(f"spectral must have shape ({len(x)}, {len(e)}), got {a.shape}")
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = new_figure(figsize=(5, 4))
     mesh = ax.pcolormesh(x, e, a.T, shading="auto", cmap="inferno")
     fig.colorbar(mesh, ax=ax, label="A(k, E) (1/eV)")
     if overlay is not None:
@@ -948,7 +947,6 @@ def plot_spectral_function(
         ax.set_title(title)
     fig.tight_layout()
     fig.savefig(filename, dpi=150)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------

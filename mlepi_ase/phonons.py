@@ -572,15 +572,13 @@ class PhononResult:
         dos_mesh: Sequence[int] = (36, 36, 1),
         title: str | None = None,
     ) -> Path:
-        """Plot the Γ–M–K–Γ band structure (and DOS) to a PNG (matplotlib Agg).
+        """Plot the Γ–M–K–Γ band structure (and DOS) to a PNG (matplotlib).
 
         Returns
         -------
         pathlib.Path
         """
-        from .plotting import _pyplot, draw_phonon_bands
-
-        plt = _pyplot()
+        from .plotting import draw_phonon_bands, new_figure
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ImaginaryModeWarning)
@@ -588,11 +586,11 @@ class PhononResult:
         for w in caught:
             warnings.warn(w.message, w.category, stacklevel=2)
         if with_dos:
-            fig, (ax, axd) = plt.subplots(
+            fig, (ax, axd) = new_figure(
                 1, 2, figsize=(7.0, 4.5), sharey=True, gridspec_kw={"width_ratios": [3, 1]}
             )
         else:
-            fig, ax = plt.subplots(figsize=(5.5, 4.5))
+            fig, ax = new_figure(figsize=(5.5, 4.5))
         draw_phonon_bands(ax, [bands], [dict(color="C0", lw=1.0)])
         if title:
             ax.set_title(title)
@@ -607,7 +605,6 @@ class PhononResult:
         fig.tight_layout()
         path = Path(filename)
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-        plt.close(fig)
         return path
 
 

@@ -1,20 +1,42 @@
-"""Matplotlib figures shared by the CLI, tutorials and benchmarks (Agg backend, PNG output)."""
+"""Matplotlib figures shared by the CLI, tutorials and benchmarks (PNG output).
+
+Figures are made with :class:`matplotlib.figure.Figure` directly, not through ``pyplot``: no backend is
+selected or switched (a Jupyter session's inline backend stays as it was), nothing needs a display, and
+no figure is left open in pyplot's registry.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None,
+               layout: str | None = None, **subplots_kwargs: Any):
+    """A figure and its axes for writing to a file, without pyplot.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Parameters
+    ----------
+    nrows, ncols
+        Grid of axes, as :meth:`matplotlib.figure.Figure.subplots`.
+    figsize
+        Width and height in inches (matplotlib's default when None).
+    layout
+        Layout engine (``"constrained"``, ``"tight"`` or None).
+    **subplots_kwargs
+        Passed to :meth:`~matplotlib.figure.Figure.subplots` (``sharex``, ``sharey``, ``gridspec_kw``, ...).
 
-    return plt
+    Returns
+    -------
+    (matplotlib.figure.Figure, Axes or numpy.ndarray of Axes)
+        Save with ``fig.savefig(path)``; no ``close`` is needed.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(nrows, ncols, **subplots_kwargs)
 
 
 def plot_bands(
@@ -44,10 +66,9 @@ def plot_bands(
     window
         Energy window (eV) relative to ``reference_energy``; None for all.
     """
-    plt = _pyplot()
     x, xs, xl = path.get_linear_kpoint_axis()
     xl = ["Γ" if s == "G" else s for s in xl]
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = new_figure(figsize=(5, 4))
     styles = styles or ["-k", "--r", ":b", "-.g"]
     for e, label, style in zip(energies, labels, styles):
         lines = ax.plot(x, np.asarray(e) - reference_energy, style, lw=1.2)
@@ -64,7 +85,6 @@ def plot_bands(
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(filename, dpi=150)
-    plt.close(fig)
 
 
 def draw_phonon_bands(ax, bands: Sequence, styles: Sequence[dict], labels: Sequence[str] | None = None) -> None:
@@ -130,17 +150,15 @@ def plot_phonon_bands(
     for b in bands[1:]:
         if b.frequencies.shape[0] != first.frequencies.shape[0] or not np.allclose(b.qpoints, first.qpoints):
             raise ValueError("the band structures are not on the same q-points")
-    plt = _pyplot()
     styles = list(styles or [dict(color="k", lw=1.4), dict(color="C3", ls="--", lw=1.1),
                              dict(color="C0", ls=":", lw=1.1), dict(color="C2", ls="-.", lw=1.1)])
-    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    fig, ax = new_figure(figsize=(6.5, 4.8))
     draw_phonon_bands(ax, bands, styles, labels)
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(loc="best", fontsize=8, framealpha=0.9)
     fig.tight_layout()
     fig.savefig(filename, dpi=110)
-    plt.close(fig)
 
 
 def plot_vf_temperature(
@@ -162,8 +180,7 @@ def plot_vf_temperature(
     unit
         Unit of the values, for the axis label.
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.8))
+    fig, ax = new_figure(figsize=(5, 3.8))
     markers = "osD^v"
     for n, (label, (temps, mean, err)) in enumerate(series.items()):
         offset = 4.0 * (n - (len(series) - 1) / 2)  # K, keeps error bars apart
@@ -177,4 +194,3 @@ def plot_vf_temperature(
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(filename, dpi=150)
-    plt.close(fig)
