@@ -185,6 +185,11 @@ def build_unitcell(spec: Mapping[str, Any]) -> Atoms:
     raise ValueError(f"unknown structure builder {builder!r}; use ab-bilayer, aa-bilayer, monolayer or file")
 
 
+def _model_path(model: str | os.PathLike | None, default: Path) -> Path:
+    """The model file a ``hedgenet`` calculator loads: ``model``, or the shipped ``default`` when None."""
+    return Path(model) if model else default
+
+
 def make_force_calculator(name: str, model: str | os.PathLike | None = None):
     """ASE calculator for the phonons: ``"hedgenet"`` or ``"reference"``."""
     if name == "reference":
@@ -194,7 +199,7 @@ def make_force_calculator(name: str, model: str | os.PathLike | None = None):
     if name == "hedgenet":
         from .calculators import HedgeNetPhononCalculator
 
-        path = Path(model) if model else DEFAULT_PHONON_MODEL
+        path = _model_path(model, DEFAULT_PHONON_MODEL)
         if not path.exists():
             raise FileNotFoundError(f"HedgeNet-Phonon model file {path} not found")
         return HedgeNetPhononCalculator(path)
@@ -214,7 +219,7 @@ def make_hamiltonian_calculator(name: str, model: str | os.PathLike | None = Non
     if name == "hedgenet":
         from .calculators.electron import HedgeNetElectronCalculator
 
-        path = Path(model) if model else DEFAULT_ELECTRON_MODEL
+        path = _model_path(model, DEFAULT_ELECTRON_MODEL)
         if not path.exists():
             raise FileNotFoundError(f"HedgeNet-Electron model file {path} not found")
         return HedgeNetElectronCalculator(path)
@@ -251,27 +256,27 @@ def _model_fingerprints(cfg: PipelineConfig) -> dict[str, str]:
     recomputes instead of reusing force constants or samples of the old model."""
     found = {}
     if cfg.force_calculator == "hedgenet":
-        found["force_model_sha256"] = file_sha256(cfg.force_model or DEFAULT_PHONON_MODEL)
+        found["force_model_sha256"] = file_sha256(_model_path(cfg.force_model, DEFAULT_PHONON_MODEL))
     if cfg.hamiltonian_calculator == "hedgenet":
-        found["electron_model_sha256"] = file_sha256(cfg.electron_model or DEFAULT_ELECTRON_MODEL)
+        found["electron_model_sha256"] = file_sha256(_model_path(cfg.electron_model, DEFAULT_ELECTRON_MODEL))
     return found
 
 
-def _settings_key(cfg: PipelineConfig) -> dict:
+def _settings_key(cfg: PipelineConfig, fingerprints: Mapping[str, str]) -> dict:
     key = {"structure": cfg.structure, "force_calculator": cfg.force_calculator,
            "force_model": str(cfg.force_model), "relax": cfg.relax, "fc_supercell": list(cfg.fc_supercell)}
-    if cfg.force_calculator == "hedgenet":
-        key["force_model_sha256"] = file_sha256(cfg.force_model or DEFAULT_PHONON_MODEL)
+    if "force_model_sha256" in fingerprints:
+        key["force_model_sha256"] = fingerprints["force_model_sha256"]
     return key
 
 
-def _phonons(cfg: PipelineConfig, out: Path, log) -> Any:
+def _phonons(cfg: PipelineConfig, out: Path, log, fingerprints: Mapping[str, str]) -> Any:
     """Force constants, reused from ``out/phonopy_params.yaml`` when the settings match."""
     from .phonons import compute_force_constants, load_phonons, relax_positions
 
     fc_file = out / "phonopy_params.yaml"
     key_file = out / "phonons_settings.json"
-    key = _settings_key(cfg)
+    key = _settings_key(cfg, fingerprints)
     if fc_file.exists() and key_file.exists() and json.loads(key_file.read_text()) == key:
         log(f"reusing force constants from {fc_file}")
         return load_phonons(fc_file)
@@ -333,8 +338,10 @@ def run_pipeline(
     with open(out / "config.json", "w") as f:
         json.dump(asdict(cfg), f, indent=2)
 
+    # model files by content: force constants or samples of another model file are not reused on resume
+    model_fingerprints = _model_fingerprints(cfg)
     t = time.perf_counter()
-    phon = _phonons(cfg, out, log)
+    phon = _phonons(cfg, out, log, model_fingerprints)
     timings["phonons_s"] = time.perf_counter() - t
     band_png = out / "phonon_bands.png"
     if not band_png.exists():
@@ -365,7 +372,6 @@ def run_pipeline(
 
     executor, close = _make_executor(cfg, client)
     seeds = np.random.SeedSequence(int(cfg.seed)).spawn(len(cfg.temperatures))
-    model_fingerprints = _model_fingerprints(cfg)  # samples of another model file are refused on resume
     per_t: dict[str, Any] = {}
     running: dict[str, Any] = {}
     spectra: dict[str, np.ndarray] = {}
