@@ -41,6 +41,15 @@ minimum-image interpolation of ``Φ`` enters, which :func:`supercell_modes` allo
 :attr:`SupercellModes.eigenvectors` (row index ``3 i + α``) is the *mass-weighted* polarisation ``e_ν``,
 and the displacement of a mode coordinate ``x_ν`` (Å·√amu) is ``u_iα = e_iα,ν x_ν / √M_i``.
 
+Eigenvectors are defined only up to a sign, and those of a degenerate eigenvalue (common in a symmetric
+supercell) only up to an orthogonal rotation within their subspace; which basis LAPACK returns depends on
+the library and its thread count.  Thermal samples drawn with a fixed seed would then differ between
+machines.  :func:`canonical_mode_basis` therefore replaces every block ``E`` (3N×k) of (numerically)
+degenerate eigenvectors by the orthonormal basis of the same subspace closest to a fixed reference
+``R`` (3N×k, pseudo-random, the same everywhere): with the SVD ``EᵀR = U S Vᵀ`` it is ``E U Vᵀ``
+(orthogonal Procrustes).  For any rotation ``Q`` of the block, ``(EQ)ᵀR = Qᵀ U S Vᵀ`` gives the same
+``E U Vᵀ``, and for ``k = 1`` this is the sign that makes ``e·r > 0``.
+
 Units: Å, eV, amu, THz (1 THz = 33.356 cm⁻¹).  Layer labels (``atoms.arrays["layer"]``) do not exist in
 phonopy; this module keeps them by mapping every supercell atom to its unit-cell atom.
 """
@@ -77,6 +86,7 @@ __all__ = [
     "load_phonons",
     "hexagonal_band_path",
     "supercell_modes",
+    "canonical_mode_basis",
     "classify_layer_modes",
 ]
 
@@ -273,7 +283,8 @@ class SupercellModes:
         ``ω_ν/2π`` in THz, ascending; imaginary modes are negative (``sign(λ)√|λ|``).
     eigenvectors : numpy.ndarray, shape (3N, 3N), float64
         Orthonormal mass-weighted eigenvectors of the supercell dynamical matrix; column ``ν`` is mode
-        ``ν``, row ``3 i + α`` is atom ``i``, Cartesian ``α``.  Displacement ``u_iα = e_iα,ν x_ν / √M_i``.
+        ``ν``, row ``3 i + α`` is atom ``i``, Cartesian ``α``.  Signs and degenerate subspaces in the
+        canonical basis of :func:`canonical_mode_basis`.  Displacement ``u_iα = e_iα,ν x_ν / √M_i``.
     masses : numpy.ndarray, shape (N,), float64
         Atomic masses (amu).
     acoustic : numpy.ndarray, shape (3N,), bool
@@ -925,6 +936,8 @@ def supercell_modes(
 
     The supercell dynamical matrix is assembled from phonopy's dynamical matrices at the commensurate
     q-points (see the module docstring) and diagonalised with ``numpy.linalg.eigh``; cost O((3N)³).
+    The eigenvectors are put into the solver-independent basis of :func:`canonical_mode_basis`, so the
+    same force constants give the same modes (and seeded samples) on any machine and thread count.
 
     Parameters
     ----------
@@ -992,6 +1005,7 @@ def supercell_modes(
     dmat /= len(qpoints)
     dmat = 0.5 * (dmat + dmat.T)
     eigvals, eigvecs = np.linalg.eigh(dmat)
+    eigvecs = canonical_mode_basis(eigvals, eigvecs)
     freqs = np.sign(eigvals) * np.sqrt(np.abs(eigvals)) * float(phonon.unit_conversion_factor)
     masses = np.asarray(target.masses, dtype=float)
     trans = np.zeros((3 * n, 3))
@@ -1023,6 +1037,71 @@ def supercell_modes(
             stacklevel=2,
         )
     return modes
+
+
+DEGENERACY_RTOL = 1e-9
+"""Eigenvalues closer than this times the largest ``|λ|`` count as degenerate (:func:`canonical_mode_basis`)."""
+
+
+def _reference_vectors(n_rows: int, n_cols: int) -> np.ndarray:
+    """Fixed pseudo-random matrix in [−½, ½), shape (n_rows, n_cols), identical on every machine.
+
+    Element ``(r, c)`` is the splitmix64 hash of ``(r, c)`` mapped to a float; unlike a seeded numpy
+    generator it does not depend on the numpy version.
+    """
+    with np.errstate(over="ignore"):
+        z = np.arange(n_rows, dtype=np.uint64)[:, None] * np.uint64(0x9E3779B97F4A7C15) + (
+            np.arange(n_cols, dtype=np.uint64)[None, :] + np.uint64(1)
+        ) * np.uint64(0xD1B54A32D192ED03)
+        z ^= z >> np.uint64(30)
+        z *= np.uint64(0xBF58476D1CE4E5B9)
+        z ^= z >> np.uint64(27)
+        z *= np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53 - 0.5
+
+
+def canonical_mode_basis(
+    eigenvalues: np.ndarray, eigenvectors: np.ndarray, rtol: float = DEGENERACY_RTOL
+) -> np.ndarray:
+    """Put eigenvectors into a basis that does not depend on the eigensolver.
+
+    Consecutive eigenvalues closer than ``rtol · max|λ|`` form a degenerate block; each block ``E`` is
+    replaced by ``E U Vᵀ`` with ``EᵀR = U S Vᵀ`` for a fixed reference ``R`` (see the module docstring),
+    which fixes both the rotation within the block and, for single modes, the sign.  The result spans the
+    same subspaces, so it diagonalises the same matrix to within the degeneracy tolerance.
+
+    Parameters
+    ----------
+    eigenvalues
+        (M,) ascending, as returned by ``numpy.linalg.eigh`` (any unit).
+    eigenvectors
+        (D, M) orthonormal columns.
+    rtol
+        Relative degeneracy tolerance.
+
+    Returns
+    -------
+    numpy.ndarray
+        (D, M) float64, orthonormal columns, a new array.
+    """
+    lam = np.asarray(eigenvalues, dtype=float)
+    vec = np.array(eigenvectors, dtype=float)
+    if lam.ndim != 1 or vec.ndim != 2 or vec.shape[1] != len(lam):
+        raise ValueError(f"need (M,) eigenvalues and (D, M) eigenvectors, got {lam.shape} and {vec.shape}")
+    if len(lam) == 0:
+        return vec
+    if np.any(np.diff(lam) < 0):
+        raise ValueError("eigenvalues must be in ascending order")
+    scale = float(np.abs(lam).max()) or 1.0
+    cuts = np.flatnonzero(np.diff(lam) > rtol * scale) + 1
+    starts, stops = np.r_[0, cuts], np.r_[cuts, len(lam)]
+    ref = _reference_vectors(vec.shape[0], int((stops - starts).max()))
+    for a, b in zip(starts, stops):
+        block = vec[:, a:b]
+        u, _, vt = np.linalg.svd(block.T @ ref[:, : b - a])
+        vec[:, a:b] = block @ (u @ vt)
+    return vec
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from mlepi_ase.phonons import (
     PhononResult,
     THZ_TO_CM1,
     ase_to_phonopy,
+    canonical_mode_basis,
     classify_layer_modes,
     compute_force_constants,
     hexagonal_band_path,
@@ -390,6 +391,53 @@ def test_supercell_modes_of_a_smaller_commensurate_supercell():
     exact = _dynamical_matrix(calc.force_constants(k_modes.atoms), k_modes.masses)
     lam = np.linalg.eigvalsh(exact)
     np.testing.assert_allclose(np.sign(lam) * np.sqrt(np.abs(lam)) * factor, k_modes.frequencies, atol=1e-5)
+
+
+def _scramble_degenerate_blocks(lam: np.ndarray, vec: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Another valid eigenbasis: a random rotation and sign flip within every degenerate block."""
+    out = vec.copy()
+    cuts = np.flatnonzero(np.diff(lam) > 1e-9 * np.abs(lam).max()) + 1
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(lam)]):
+        q, _ = np.linalg.qr(rng.standard_normal((b - a, b - a)))
+        out[:, a:b] = vec[:, a:b] @ q
+    return out
+
+
+def test_canonical_mode_basis_does_not_depend_on_the_input_basis(rng):
+    lam = np.repeat([-0.5, 0.0, 1.0, 2.0, 2.5, 7.0], [1, 3, 2, 1, 4, 1])
+    q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    d = q @ np.diag(lam) @ q.T
+    w, v = np.linalg.eigh(d)
+    canon = canonical_mode_basis(w, v)
+    assert not np.allclose(np.abs(v), np.abs(_scramble_degenerate_blocks(w, v, rng)))  # the check below bites
+    for _ in range(3):
+        other = canonical_mode_basis(w, _scramble_degenerate_blocks(w, v, rng))
+        np.testing.assert_allclose(other, canon, atol=1e-12)
+    np.testing.assert_allclose(canon.T @ canon, np.eye(12), atol=1e-12)
+    np.testing.assert_allclose(canon.T @ d @ canon, np.diag(w), atol=1e-12)
+    # a single mode keeps its direction up to the sign
+    np.testing.assert_allclose(np.abs(canon[:, -1]), np.abs(v[:, -1]), atol=1e-12)
+    with pytest.raises(ValueError, match="ascending"):
+        canonical_mode_basis(w[::-1], v)
+    with pytest.raises(ValueError, match="eigenvectors"):
+        canonical_mode_basis(w, v[:, :5])
+
+
+def test_supercell_modes_do_not_depend_on_the_eigensolver_basis(springs3, monkeypatch, rng):
+    """A LAPACK build or thread count returning other degenerate bases/signs gives the same modes."""
+    before = springs3.supercell_modes()
+    eigh = np.linalg.eigh
+
+    def scrambled_eigh(a, *args, **kwargs):
+        w, v = eigh(a, *args, **kwargs)
+        return w, _scramble_degenerate_blocks(w, v, rng)
+
+    monkeypatch.setattr(np.linalg, "eigh", scrambled_eigh)
+    after = springs3.supercell_modes()
+    lam = np.sign(before.frequencies) * before.frequencies**2
+    assert np.sum(np.diff(lam) < 1e-9 * np.abs(lam).max()) > 10  # the 3×3 bilayer has degenerate modes
+    np.testing.assert_allclose(after.frequencies, before.frequencies, atol=1e-9)
+    np.testing.assert_allclose(after.eigenvectors, before.eigenvectors, atol=1e-9)
 
 
 def test_supercell_modes_mismatch_and_interpolation(springs3):
