@@ -377,6 +377,31 @@ def test_gpu_width_experiment_changes_only_the_channel_width():
     assert (ft["lr"], ft["batch_size"], ft["scheduler"]) == (stage6["lr"], stage6["batch_size"], "cosine_time")
 
 
+def test_thermal_extra_experiment_adds_only_the_extra_thermal_set():
+    """data/hedgenet_phonon/experiments/thermal_extra: both networks continue from their stage-6 outputs on the
+    stage-6 training set plus the extra thermal file, with the same settings except the time budget; the
+    extra dataset holds thermal samples only, at temperatures within the shipped set's range."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "data" / "hedgenet_phonon"
+    exp = root / "experiments" / "thermal_extra"
+    het = load_train_config(exp / "train_config_heterogeneous.yaml")
+    hom = load_train_config(exp / "train_config_homogeneous.yaml")
+    for cfg, stage6 in ((het, load_train_config(root / "train_config_stage6.yaml")),
+                        (hom, load_train_config(root / "ablation_homogeneous" / "train_config_stage6.yaml"))):
+        assert Path(cfg["init_model"]) == Path(stage6["output_dir"]) / stage6["model_file"]
+        assert cfg["train_file"][:-1] == stage6["train_file"] and cfg["valid_file"] == stage6["valid_file"]
+        extra = cfg["train_file"][-1]
+        assert Path(extra["file"]).parent.name == "phonon_dataset_thermal_extra" and extra["repeat"] == 1
+        assert (cfg["scheduler"], cfg["select_model"], cfg["device"]) == ("cosine_time", "last_epoch", "cpu")
+    assert {k for k in het if het[k] != hom[k]} == {"output_dir", "init_model", "max_time_minutes"}
+    settings = yaml.safe_load((exp / "dataset.yaml").read_text())
+    shipped = yaml.safe_load((root / "dataset.yaml").read_text())
+    assert (sum(settings["n_rattle"]), settings["n_stacking"], settings["n_slide"]) == (0, 0, 0)
+    assert min(shipped["temperatures"]) <= min(settings["temperatures"])
+    assert max(settings["temperatures"]) <= max(shipped["temperatures"])
+
+
 def test_select_model_last_epoch_keeps_the_final_ema_weights(dataset, tmp_path):
     from mlepi_ase.train.phonon import export_checkpoint_model
 
