@@ -72,6 +72,7 @@ from ._files import atomic_write, to_plain
 __all__ = [
     "DEFAULT_DISTANCE",
     "DEFAULT_SYMPREC",
+    "DEGENERACY_RTOL",
     "IMAGINARY_TOLERANCE",
     "THZ_TO_CM1",
     "ImaginaryModeWarning",

@@ -25,6 +25,9 @@ from mlepi_ase.reference import ReferenceForceField
 from mlepi_ase.structures import bilayer_graphene
 from mlepi_ase.train.phonon import load_train_config, train_phonon
 
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_PHONON = REPO / "data" / "hedgenet_phonon"  # the shipped model's recipes and experiments
+
 TINY_DATA = dict(train_supercell=[2, 2], test_supercell=[3, 3], temperatures=[300.0], n_thermal=[8],
                  rattle_amplitudes=[0.01, 0.04], n_rattle=[3, 3], n_stacking=4, n_slide=3, n_test_thermal=2,
                  valid_fraction=0.2, test_fraction=0.1)
@@ -314,7 +317,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder):
     of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
-    root = Path(__file__).resolve().parents[2] / folder
+    root = REPO / folder
     stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in (1, 2, 3, 4, 5, 6)]
     assert stages[0]["init_model"] is None and stages[0]["model"]
     for prev, cur in zip(stages, stages[1:]):
@@ -339,7 +342,7 @@ def test_one_hour_cpu_recipe_is_the_shipped_architecture_from_scratch_on_the_sta
     force-weight floor (and its output folder)."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
-    root = Path(__file__).resolve().parents[2] / "data" / "hedgenet_phonon"
+    root = SHIPPED_PHONON
     stage1 = load_train_config(root / "train_config_stage1.yaml")
     stage5 = load_train_config(root / "train_config_stage5.yaml")
     cfg = load_train_config(root / "cpu_1h" / "train_config.yaml")
@@ -359,7 +362,7 @@ def test_gpu_width_experiment_changes_only_the_channel_width():
     """data/hedgenet_phonon/experiments/gpu_width: three runs from scratch that differ only in num_channels
     (and output folder), on the stage-5 training set with a wall-clock cosine anneal; the fine-tuning run
     starts from stage 5's output with the stage-6 optimiser settings but the same time budget."""
-    root = Path(__file__).resolve().parents[2] / "data" / "hedgenet_phonon"
+    root = SHIPPED_PHONON
     exp = root / "experiments" / "gpu_width"
     stage1 = load_train_config(root / "train_config_stage1.yaml")
     stage5 = load_train_config(root / "train_config_stage5.yaml")
@@ -381,9 +384,7 @@ def test_thermal_extra_experiment_adds_only_the_extra_thermal_set():
     """data/hedgenet_phonon/experiments/thermal_extra: both networks continue from their stage-6 outputs on the
     stage-6 training set plus the extra thermal file, with the same settings except the time budget; the
     extra dataset holds thermal samples only, at temperatures within the shipped set's range."""
-    import yaml
-
-    root = Path(__file__).resolve().parents[2] / "data" / "hedgenet_phonon"
+    root = SHIPPED_PHONON
     exp = root / "experiments" / "thermal_extra"
     het = load_train_config(exp / "train_config_heterogeneous.yaml")
     hom = load_train_config(exp / "train_config_homogeneous.yaml")
@@ -420,7 +421,7 @@ def test_angular_basis_experiment_changes_only_the_angular_basis():
     """The experiment configs under data/hedgenet_phonon/experiments/angular_basis repeat the shipped stage 1
     on the same data with the same optimiser, changing only max_ell / max_L; the fine-tuning step starts
     from the exported l = 3 run."""
-    root = Path(__file__).resolve().parents[2] / "data" / "hedgenet_phonon"
+    root = SHIPPED_PHONON
     base = load_train_config(root / "train_config_stage1.yaml")
     exp = root / "experiments" / "angular_basis"
     same = ("lr", "batch_size", "scheduler", "scheduler_factor", "scheduler_patience", "force_weighting",
