@@ -312,13 +312,14 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
 @pytest.mark.parametrize("folder", ["data/hedgenet_phonon", "data/hedgenet_phonon/ablation_homogeneous"])
 def test_shipped_training_recipe_is_a_consistent_chain(folder):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
-    weights for the cosine anneals of stages 3-6), stages 1-3 train on one file, stage 4 on it with its small
-    rattles four times, stages 5 and 6 on that plus the slide set twice, and stage 1 builds the architecture
-    of the shipped model file."""
+    weights for the cosine anneals of stages 3-8), stages 1-3 train on one file, stage 4 on it with its small
+    rattles four times, stages 5 and 6 on that plus the slide set twice, stage 7 on that plus the extra thermal
+    set, stage 8 on the same files with the small rattles six times and the slides three times, and stage 1
+    builds the architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
     root = REPO / folder
-    stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in (1, 2, 3, 4, 5, 6)]
+    stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in range(1, 9)]
     assert stages[0]["init_model"] is None and stages[0]["model"]
     for prev, cur in zip(stages, stages[1:]):
         assert Path(cur["init_model"]) == Path(prev["output_dir"]) / prev["model_file"]
@@ -329,8 +330,13 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder):
                 {"file": dataset, "repeat": 3, "config_types": ["rattle_0.003", "rattle_0.01"]}]
     slides = {"file": str(Path(dataset).parent.with_name("phonon_dataset_slides") / "train.xyz"), "repeat": 2,
               "config_types": None}
-    assert [s["train_file"] for s in stages[3:]] == [small_x4, small_x4 + [slides], small_x4 + [slides]]
-    assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * 4
+    thermal = {"file": str(Path(dataset).parent.with_name("phonon_dataset_thermal_extra") / "train.xyz"),
+               "repeat": 1, "config_types": None}
+    small_x6 = [small_x4[0], {**small_x4[1], "repeat": 5}]
+    assert [s["train_file"] for s in stages[3:]] == [small_x4, small_x4 + [slides], small_x4 + [slides],
+                                                     small_x4 + [slides, thermal],
+                                                     small_x6 + [{**slides, "repeat": 3}, thermal]]
+    assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * 6
     shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
     for key, value in stages[0]["model"].items():
         assert shipped[key] == value, key
@@ -380,23 +386,21 @@ def test_gpu_width_experiment_changes_only_the_channel_width():
     assert (ft["lr"], ft["batch_size"], ft["scheduler"]) == (stage6["lr"], stage6["batch_size"], "cosine_time")
 
 
-def test_thermal_extra_experiment_adds_only_the_extra_thermal_set():
-    """data/hedgenet_phonon/experiments/thermal_extra: both networks continue from their stage-6 outputs on the
-    stage-6 training set plus the extra thermal file, with the same settings except the time budget; the
+def test_stages_7_and_8_differ_between_the_networks_only_in_paths_and_budget():
+    """Stages 7 and 8 of the shipped model and of the homogeneous ablation use the same data and settings (the
+    ablation's stage 7 had a shorter time budget); stage 8 changes only the repeats, the lr and the budget; the
     extra dataset holds thermal samples only, at temperatures within the shipped set's range."""
     root = SHIPPED_PHONON
-    exp = root / "experiments" / "thermal_extra"
-    het = load_train_config(exp / "train_config_heterogeneous.yaml")
-    hom = load_train_config(exp / "train_config_homogeneous.yaml")
-    for cfg, stage6 in ((het, load_train_config(root / "train_config_stage6.yaml")),
-                        (hom, load_train_config(root / "ablation_homogeneous" / "train_config_stage6.yaml"))):
-        assert Path(cfg["init_model"]) == Path(stage6["output_dir"]) / stage6["model_file"]
-        assert cfg["train_file"][:-1] == stage6["train_file"] and cfg["valid_file"] == stage6["valid_file"]
-        extra = cfg["train_file"][-1]
-        assert Path(extra["file"]).parent.name == "phonon_dataset_thermal_extra" and extra["repeat"] == 1
-        assert (cfg["scheduler"], cfg["select_model"], cfg["device"]) == ("cosine_time", "last_epoch", "cpu")
-    assert {k for k in het if het[k] != hom[k]} == {"output_dir", "init_model", "max_time_minutes"}
-    settings = yaml.safe_load((exp / "dataset.yaml").read_text())
+    het = [load_train_config(root / f"train_config_stage{k}.yaml") for k in (7, 8)]
+    hom = [load_train_config(root / "ablation_homogeneous" / f"train_config_stage{k}.yaml") for k in (7, 8)]
+    assert {k for k in het[0] if het[0][k] != hom[0][k]} == {"output_dir", "init_model", "max_time_minutes"}
+    assert {k for k in het[1] if het[1][k] != hom[1][k]} == {"output_dir", "init_model"}
+    for seven, eight in (het, hom):
+        assert (seven["scheduler"], eight["scheduler"], seven["device"]) == ("cosine_time", "cosine_time", "cpu")
+        changed = {k for k in eight if eight[k] != seven[k]}
+        assert changed == {"train_file", "test_files", "output_dir", "init_model", "lr", "max_time_minutes"}
+        assert eight["lr"] < seven["lr"]
+    settings = yaml.safe_load((root / "dataset_thermal_extra.yaml").read_text())
     shipped = yaml.safe_load((root / "dataset.yaml").read_text())
     assert (sum(settings["n_rattle"]), settings["n_stacking"], settings["n_slide"]) == (0, 0, 0)
     assert min(shipped["temperatures"]) <= min(settings["temperatures"])
