@@ -312,14 +312,15 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
 @pytest.mark.parametrize("folder", ["data/hedgenet_phonon", "data/hedgenet_phonon/ablation_homogeneous"])
 def test_shipped_training_recipe_is_a_consistent_chain(folder):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
-    weights for the cosine anneals of stages 3-8), stages 1-3 train on one file, stage 4 on it with its small
+    weights for the cosine anneals of stages 3-9), stages 1-3 train on one file, stage 4 on it with its small
     rattles four times, stages 5 and 6 on that plus the slide set twice, stage 7 on that plus the extra thermal
-    set, stage 8 on the same files with the small rattles six times and the slides three times, and stage 1
+    set, stage 8 on the same files with the small rattles six times and the slides three times, stage 9 on those
+    plus the second extra thermal set with the small rattles 14 times and the slides 7 times, and stage 1
     builds the architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
     root = REPO / folder
-    stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in range(1, 9)]
+    stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in range(1, 10)]
     assert stages[0]["init_model"] is None and stages[0]["model"]
     for prev, cur in zip(stages, stages[1:]):
         assert Path(cur["init_model"]) == Path(prev["output_dir"]) / prev["model_file"]
@@ -332,11 +333,14 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder):
               "config_types": None}
     thermal = {"file": str(Path(dataset).parent.with_name("phonon_dataset_thermal_extra") / "train.xyz"),
                "repeat": 1, "config_types": None}
+    thermal2 = {**thermal, "file": str(Path(dataset).parent.with_name("phonon_dataset_thermal_extra2") / "train.xyz")}
     small_x6 = [small_x4[0], {**small_x4[1], "repeat": 5}]
+    small_x14 = [small_x4[0], {**small_x4[1], "repeat": 13}]
     assert [s["train_file"] for s in stages[3:]] == [small_x4, small_x4 + [slides], small_x4 + [slides],
                                                      small_x4 + [slides, thermal],
-                                                     small_x6 + [{**slides, "repeat": 3}, thermal]]
-    assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * 6
+                                                     small_x6 + [{**slides, "repeat": 3}, thermal],
+                                                     small_x14 + [{**slides, "repeat": 7}, thermal, thermal2]]
+    assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * 7
     shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
     for key, value in stages[0]["model"].items():
         assert shipped[key] == value, key
@@ -405,6 +409,53 @@ def test_stages_7_and_8_differ_between_the_networks_only_in_paths_and_budget():
     assert (sum(settings["n_rattle"]), settings["n_stacking"], settings["n_slide"]) == (0, 0, 0)
     assert min(shipped["temperatures"]) <= min(settings["temperatures"])
     assert max(settings["temperatures"]) <= max(shipped["temperatures"])
+
+
+def test_stage_9_keeps_the_stage_8_shares_and_differs_between_the_networks_only_in_paths_and_budget():
+    """Stage 9 (GPU, large batches) adds the second extra thermal set and repeats the small rattles and slides so
+    that their shares of an epoch stay within two points of stage 8's; the ablation's stage 9 differs only in
+    paths and its shorter budget; the GPU variants under experiments/gpu_stage9 change only what their
+    comments say."""
+    root = SHIPPED_PHONON
+    eight, nine = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (8, 9))
+    hom = load_train_config(root / "ablation_homogeneous" / "train_config_stage9.yaml")
+    assert {k for k in nine if nine[k] != hom[k]} == {"output_dir", "init_model", "max_time_minutes"}
+    assert hom["max_time_minutes"] < nine["max_time_minutes"]
+    assert (nine["device"], nine["scheduler"], nine["batch_size"]) == ("cuda", "cosine_time", 32)
+    second = yaml.safe_load((root / "dataset_thermal_extra2.yaml").read_text())
+    first = yaml.safe_load((root / "dataset_thermal_extra.yaml").read_text())
+    assert second["temperatures"] == first["temperatures"]
+    assert second["n_thermal"] == [2 * n for n in first["n_thermal"]]
+    assert (sum(second["n_rattle"]), second["n_stacking"], second["n_slide"]) == (0, 0, 0)
+
+    # training-split sizes of the make-dataset runs behind the configs (their dataset.json), and the 0.003 / 0.01 Å
+    # rattles among the 704 of the main set
+    sizes = {"phonon_dataset_large": 704, "phonon_dataset_slides": 96, "phonon_dataset_thermal_extra": 1350,
+             "phonon_dataset_thermal_extra2": 2700}
+    small_rattles = 178
+
+    def shares(parts):
+        """Fractions of an epoch that are small rattles and slides."""
+        total = small = slide = 0
+        for part in parts:
+            name = Path(part["file"]).parent.name
+            n = (small_rattles if part["config_types"] else sizes[name]) * part["repeat"]
+            total += n
+            small += small_rattles * part["repeat"] if name == "phonon_dataset_large" else 0
+            slide += n if name == "phonon_dataset_slides" else 0
+        return small / total, slide / total
+
+    small8, slide8 = shares(eight["train_file"])
+    small9, slide9 = shares(nine["train_file"])
+    assert round(small8, 3) == 0.330 and round(slide8, 3) == 0.089  # 1,068 and 288 of 3,232
+    assert abs(small9 - small8) < 0.02 and abs(slide9 - slide8) < 0.02
+
+    exp = root / "experiments" / "gpu_stage9"
+    b8 = load_train_config(exp / "train_config_het_more_b8.yaml")
+    same = load_train_config(exp / "train_config_het_same_b32.yaml")
+    assert {k for k in b8 if b8[k] != nine[k]} == {"output_dir", "batch_size", "lr", "max_time_minutes"}
+    assert {k for k in same if same[k] != nine[k]} == {"output_dir", "train_file"}
+    assert same["train_file"] == eight["train_file"]
 
 
 def test_select_model_last_epoch_keeps_the_final_ema_weights(dataset, tmp_path):
