@@ -8,6 +8,7 @@ from .phonon import (
     normalize_phonon_config,
     save_phonon_model,
 )
+from .phonon_widen import widen_phonon_model
 
 __all__ = [
     "DEFAULT_PHONON_CONFIG",
@@ -16,4 +17,5 @@ __all__ = [
     "load_phonon_model",
     "normalize_phonon_config",
     "save_phonon_model",
+    "widen_phonon_model",
 ]

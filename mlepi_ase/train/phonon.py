@@ -23,7 +23,10 @@ Normalisation taken from the training set before training (kept fixed): the isol
 :math:`s` = RMS of the force components, and ``avg_num_neighbors`` = mean number of graph edges per atom.
 
 ``init_model`` starts from the weights and normalisation of an existing model file instead
-(fine-tuning, e.g. with a lower learning rate or another force weighting).
+(fine-tuning, e.g. with a lower learning rate or another force weighting); with ``widen_channels: C``
+that model is first widened to ``C`` channels without changing its predictions
+(:func:`mlepi_ase.models.phonon_widen.widen_phonon_model`), so the fine-tuning starts from its accuracy
+with more capacity.
 
 Optimisation: Adam (AMSGrad) with an exponential moving average (EMA) of the weights; the EMA
 weights are validated, checkpointed and shipped.  Learning-rate schedule: reduce-on-plateau of the
@@ -48,8 +51,8 @@ Checkpoints (``checkpoint.pt`` in the output folder, written atomically every ep
 EMA, optimiser and scheduler states, the epoch, the history and the numpy/torch RNG states, all
 loadable with ``torch.load(weights_only=True)``; ``resume`` continues a stopped run exactly (on CPU the
 resumed run reproduces the uninterrupted one).  Outputs: the best (EMA) model file, ``history.json``
-(per-epoch losses and errors), ``metrics.json`` (errors of the best model on every dataset) and
-``train.log``.
+(per-epoch losses and errors), ``metrics.json`` (errors of the best model on every dataset; ``evaluate_train_set: false`` leaves out
+the training set, whose evaluation costs about a third of an epoch) and ``train.log``.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ from ..models.phonon import (
     read_phonon_model_file,
     save_phonon_model,
 )
+from ..models.phonon_widen import widen_phonon_model
 from ..phonon_dataset import REF_ENERGY, REF_FORCES, REF_STRESS, read_phonon_dataset
 
 __all__ = [
@@ -102,6 +106,7 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
     "model_file": "hedgenet_phonon.pt",
     "model": {},
     "init_model": None,
+    "widen_channels": None,
     "dtype": "float32",
     "device": "cpu",
     "seed": 0,
@@ -126,6 +131,7 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
     "select_model": "lowest_valid_loss",
     "clip_grad_norm": 10.0,
     "progress": True,
+    "evaluate_train_set": True,
 }
 """Defaults of the training configuration (paths relative to the YAML file's folder)."""
 
@@ -191,6 +197,10 @@ def load_train_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str
     cfg["init_model"] = resolve(cfg["init_model"])
     if cfg["init_model"] is not None and cfg["model"]:
         raise ValueError("give either model (a new model) or init_model (fine-tune an existing one), not both")
+    if cfg["widen_channels"] is not None:
+        if cfg["init_model"] is None:
+            raise ValueError("widen_channels widens init_model: give init_model too")
+        check_positive_int(cfg["widen_channels"], "widen_channels")
     normalize_phonon_config(cfg["model"])  # validate early
     as_dtype(cfg["dtype"])
     if cfg["scheduler"] not in SCHEDULERS:
@@ -594,6 +604,11 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
     model = HedgeNetPhonon(model_cfg, dtype=dtype, device=device)
     if checkpoint is None and cfg["init_model"] is not None:
         model.load_state_dict(init["state_dict"])
+        if cfg["widen_channels"] is not None:
+            narrow = model.count_parameters()
+            model = widen_phonon_model(model, cfg["widen_channels"], seed=int(cfg["seed"]))
+            say(f"widened {model_cfg['num_channels']} -> {cfg['widen_channels']} channels "
+                f"({narrow} -> {model.count_parameters()} parameters; same predictions)")
     ema = _EMA(model, cfg["ema_decay"])
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"], amsgrad=True)
     scheduler = _make_scheduler(optimizer, cfg)
@@ -708,7 +723,8 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
     metrics: dict[str, Any] = {}
     if model_file.is_file():
         best = load_phonon_model(model_file, device=device, dtype=dtype)
-        metrics["train"] = evaluate(best, train, cfg)
+        if cfg["evaluate_train_set"]:
+            metrics["train"] = evaluate(best, train, cfg)
         if valid is not None:
             metrics["valid"] = evaluate(best, valid, cfg)
         for name, path in cfg["test_files"].items():
