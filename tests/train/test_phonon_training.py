@@ -333,18 +333,20 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder", ["data/hedgenet_phonon", "data/hedgenet_phonon/ablation_homogeneous"])
-def test_shipped_training_recipe_is_a_consistent_chain(folder):
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 10),
+                                              ("data/hedgenet_phonon/ablation_homogeneous", 9)])
+def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
     weights for the cosine anneals of stages 3-9), stages 1-3 train on one file, stage 4 on it with its small
     rattles four times, stages 5 and 6 on that plus the slide set twice, stage 7 on that plus the extra thermal
     set, stage 8 on the same files with the small rattles six times and the slides three times, stage 9 on those
-    plus the second extra thermal set with the small rattles 14 times and the slides 7 times, and stage 1
-    builds the architecture of the shipped model file."""
+    plus the second extra thermal set with the small rattles 14 times and the slides 7 times, stage 10 (the
+    heterogeneous network only) on stage 9's files, and stage 1 builds the architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
     root = REPO / folder
-    stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in range(1, 10)]
+    stages = [load_train_config(root / f"train_config_stage{k}.yaml") for k in range(1, n_stages + 1)]
+    assert not (root / f"train_config_stage{n_stages + 1}.yaml").exists()
     assert stages[0]["init_model"] is None and stages[0]["model"]
     for prev, cur in zip(stages, stages[1:]):
         assert Path(cur["init_model"]) == Path(prev["output_dir"]) / prev["model_file"]
@@ -360,11 +362,11 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder):
     thermal2 = {**thermal, "file": str(Path(dataset).parent.with_name("phonon_dataset_thermal_extra2") / "train.xyz")}
     small_x6 = [small_x4[0], {**small_x4[1], "repeat": 5}]
     small_x14 = [small_x4[0], {**small_x4[1], "repeat": 13}]
-    assert [s["train_file"] for s in stages[3:]] == [small_x4, small_x4 + [slides], small_x4 + [slides],
-                                                     small_x4 + [slides, thermal],
-                                                     small_x6 + [{**slides, "repeat": 3}, thermal],
-                                                     small_x14 + [{**slides, "repeat": 7}, thermal, thermal2]]
-    assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * 7
+    expected = [small_x4, small_x4 + [slides], small_x4 + [slides], small_x4 + [slides, thermal],
+                small_x6 + [{**slides, "repeat": 3}, thermal], small_x14 + [{**slides, "repeat": 7}, thermal, thermal2]]
+    expected += [expected[-1]] * (n_stages - 9)  # stage 10: stage 9's files
+    assert [s["train_file"] for s in stages[3:]] == expected
+    assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * (n_stages - 2)
     shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
     for key, value in stages[0]["model"].items():
         assert shipped[key] == value, key
@@ -481,6 +483,25 @@ def test_stage_9_keeps_the_stage_8_shares_and_differs_between_the_networks_only_
     assert {k for k in b8 if b8[k] != nine[k]} == {"output_dir", "batch_size", "lr", "max_time_minutes"}
     assert {k for k in same if same[k] != nine[k]} == {"output_dir", "train_file"}
     assert same["train_file"] == eight["train_file"]
+
+
+def test_stage_10_and_the_cpu_widen_experiment_change_only_what_they_say():
+    """Stage 10 is stage 9's data on the CPU with stage 8's kind of settings (batch 8, one thread, a wall-clock
+    anneal); it is the 32-channel run of experiments/cpu_widen, whose widened run differs only in widen_channels."""
+    root = SHIPPED_PHONON
+    nine, ten = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (9, 10))
+    assert ten["train_file"] == nine["train_file"] and ten["widen_channels"] is None
+    assert (ten["device"], ten["num_threads"], ten["batch_size"], ten["scheduler"]) == ("cpu", 1, 8, "cosine_time")
+    exp = root / "experiments" / "cpu_widen"
+    same = load_train_config(exp / "train_config_same32.yaml")
+    wide = load_train_config(exp / "train_config_widen64.yaml")
+    assert {k for k in wide if wide[k] != same[k]} == {"widen_channels", "output_dir"} and wide["widen_channels"] == 64
+    # the run was stopped by hand after its fourth epoch, where max_epochs stops the recipe
+    assert {k for k in same if same[k] != ten[k]} == {"output_dir", "max_epochs"} and ten["max_epochs"] == 4
+    assert Path(ten["init_model"]) == Path(nine["output_dir"]) / nine["model_file"]
+    history = json.loads((root / "training_history_stage10.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
+    assert history[-1]["lr"] < 2 * ten["min_lr"] and history[-1]["elapsed_s"] < 60 * ten["max_time_minutes"]
 
 
 def test_select_model_last_epoch_keeps_the_final_ema_weights(dataset, tmp_path):
