@@ -59,7 +59,7 @@ def test_the_added_channels_get_gradients_and_change_the_energy_after_a_step(rng
     e0 = float(energy.detach())
     with torch.no_grad():
         w -= 1e-2 * w.grad
-    assert float(wide(batch, compute_forces=False)["energy"].sum()) != pytest.approx(e0, abs=1e-9)
+    assert float(wide(batch, compute_forces=False)["energy"].sum().detach()) != pytest.approx(e0, abs=1e-9)
 
 
 def test_widening_leaves_the_model_alone_and_refuses_to_narrow():
