@@ -51,8 +51,9 @@ Checkpoints (``checkpoint.pt`` in the output folder, written atomically every ep
 EMA, optimiser and scheduler states, the epoch, the history and the numpy/torch RNG states, all
 loadable with ``torch.load(weights_only=True)``; ``resume`` continues a stopped run exactly (on CPU the
 resumed run reproduces the uninterrupted one).  Outputs: the best (EMA) model file, ``history.json``
-(per-epoch losses and errors), ``metrics.json`` (errors of the best model on every dataset; ``evaluate_train_set: false`` leaves out
-the training set, whose evaluation costs about a third of an epoch) and ``train.log``.
+(per-epoch losses and errors), ``metrics.json`` (errors of the best model on every dataset;
+``evaluate_train_set: false`` leaves out the training set, whose evaluation costs about a third of an
+epoch) and ``train.log``.
 """
 
 from __future__ import annotations
