@@ -333,15 +333,16 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 10),
-                                              ("data/hedgenet_phonon/ablation_homogeneous", 9)])
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 12),
+                                              ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
     weights for the cosine anneals of stages 3-9), stages 1-3 train on one file, stage 4 on it with its small
     rattles four times, stages 5 and 6 on that plus the slide set twice, stage 7 on that plus the extra thermal
     set, stage 8 on the same files with the small rattles six times and the slides three times, stage 9 on those
-    plus the second extra thermal set with the small rattles 14 times and the slides 7 times, stage 10 (the
-    heterogeneous network only) on stage 9's files, and stage 1 builds the architecture of the shipped model file."""
+    plus the second extra thermal set with the small rattles 14 times and the slides 7 times, the later stages
+    (10-12 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
+    architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
     root = REPO / folder
@@ -364,7 +365,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     small_x14 = [small_x4[0], {**small_x4[1], "repeat": 13}]
     expected = [small_x4, small_x4 + [slides], small_x4 + [slides], small_x4 + [slides, thermal],
                 small_x6 + [{**slides, "repeat": 3}, thermal], small_x14 + [{**slides, "repeat": 7}, thermal, thermal2]]
-    expected += [expected[-1]] * (n_stages - 9)  # stage 10: stage 9's files
+    expected += [expected[-1]] * (n_stages - 9)  # stages 10-12: stage 9's files
     assert [s["train_file"] for s in stages[3:]] == expected
     assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * (n_stages - 2)
     shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
@@ -502,6 +503,40 @@ def test_stage_10_and_the_cpu_widen_experiment_change_only_what_they_say():
     history = json.loads((root / "training_history_stage10.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]
     assert history[-1]["lr"] < 2 * ten["min_lr"] and history[-1]["elapsed_s"] < 60 * ten["max_time_minutes"]
+
+
+def test_stages_11_12_and_the_gpu_stage11_experiment_change_only_what_they_say():
+    """Stage 11 is stage 9's GPU recipe started from stage 10; stage 12 continues it with a lower peak lr and a
+    shorter budget; the ablation's stage 10 is stage 11's recipe from the ablation's stage 9, and its
+    equal-training partner (experiments/gpu_stage11, het32_from9) the same from heterogeneous stage 9; the
+    widened run there differs from stage 11 only in widen_channels.  Each shipped stage's history ends with
+    the lr annealed to its floor."""
+    root = SHIPPED_PHONON
+    nine, ten, eleven, twelve = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (9, 10, 11, 12))
+    hom_nine, hom_ten = (load_train_config(root / "ablation_homogeneous" / f"train_config_stage{k}.yaml")
+                         for k in (9, 10))
+    exp = root / "experiments" / "gpu_stage11"
+    partner = load_train_config(exp / "train_config_het32_from9.yaml")
+    wide = load_train_config(exp / "train_config_het128.yaml")
+
+    def diff(a, b):
+        return {k for k in a if a[k] != b[k]}
+
+    assert diff(eleven, nine) == {"output_dir", "init_model", "evaluate_train_set"}
+    assert Path(eleven["init_model"]) == Path(ten["output_dir"]) / ten["model_file"]
+    assert diff(twelve, eleven) == {"output_dir", "init_model", "max_time_minutes", "lr"}
+    assert twelve["lr"] < eleven["lr"] and twelve["max_time_minutes"] < eleven["max_time_minutes"]
+    assert diff(hom_ten, eleven) == {"output_dir", "init_model"}
+    assert Path(hom_ten["init_model"]) == Path(hom_nine["output_dir"]) / hom_nine["model_file"]
+    assert diff(partner, eleven) == {"output_dir", "init_model"}
+    assert Path(partner["init_model"]) == Path(nine["output_dir"]) / nine["model_file"]
+    assert diff(wide, eleven) == {"output_dir", "widen_channels"} and wide["widen_channels"] == 128
+    for history_file, cfg, epochs in [(root / "training_history_stage11.json", eleven, 10),
+                                      (root / "training_history_stage12.json", twelve, 7),
+                                      (root / "ablation_homogeneous" / "training_history_stage10.json", hom_ten, 9)]:
+        history = json.loads(history_file.read_text())
+        assert [h["epoch"] for h in history] == list(range(epochs))
+        assert history[-1]["lr"] < 2 * cfg["min_lr"]
 
 
 def test_select_model_last_epoch_keeps_the_final_ema_weights(dataset, tmp_path):
