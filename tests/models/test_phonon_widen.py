@@ -69,3 +69,47 @@ def test_widening_leaves_the_model_alone_and_refuses_to_narrow():
     assert all(torch.equal(before[k], v) for k, v in narrow.state_dict().items())
     with pytest.raises(ValueError, match="narrow"):
         widen_phonon_model(narrow, 3)
+
+
+@pytest.mark.parametrize("mode", ["uvu", "uvw"])
+def test_widened_tensor_product_blocks_keep_the_old_outputs(mode, rng):
+    """``_widen_blocks`` on an internal-weight tensor product of either connection mode: the old output
+    channels of the wide product equal the narrow product's outputs whatever the added input channels hold."""
+    from mlepi_ase._e3nn import o3
+    from mlepi_ase.models.phonon_widen import _widen_blocks
+
+    def tensor_product(u: int):
+        irreps_in1 = o3.Irreps(f"{u}x0e+{u}x1o")
+        irreps_in2 = o3.Irreps("1x0e+1x1o")
+        irreps_out = o3.Irreps(f"{u}x0e+{u}x1o")
+        instructions = [(i1, i2, o, mode, True) for i1, (_, ir1) in enumerate(irreps_in1)
+                        for i2, (_, ir2) in enumerate(irreps_in2) for o, (_, ir_o) in enumerate(irreps_out)
+                        if ir_o in ir1 * ir2]
+        return o3.TensorProduct(irreps_in1, irreps_in2, irreps_out, instructions, internal_weights=True,
+                                shared_weights=True).to(torch.float64)
+
+    def embed(x_old: torch.Tensor, u_old: int, u_new: int) -> torch.Tensor:
+        """Features of ``u_old`` channels (0e then 1o blocks) placed in the old slots of ``u_new`` channels,
+        random values in the added ones."""
+        n = x_old.shape[0]
+        extra = torch.as_tensor(rng.normal(size=(n, 4 * u_new)), dtype=torch.float64)
+        scal, vec = extra[:, :u_new].clone(), extra[:, u_new:].view(n, u_new, 3).clone()
+        scal[:, :u_old] = x_old[:, :u_old]
+        vec[:, :u_old] = x_old[:, u_old:].view(n, u_old, 3)
+        return torch.cat([scal, vec.reshape(n, -1)], dim=1)
+
+    def old_slots(y: torch.Tensor, u_old: int, u_new: int) -> torch.Tensor:
+        n = y.shape[0]
+        return torch.cat([y[:, :u_old], y[:, u_new:].view(n, u_new, 3)[:, :u_old].reshape(n, -1)], dim=1)
+
+    torch.manual_seed(0)
+    narrow, wide = tensor_product(2), tensor_product(5)
+    with torch.no_grad():
+        narrow.weight.normal_()
+        wide.weight.normal_()
+        _widen_blocks(narrow, wide)
+    x1 = torch.as_tensor(rng.normal(size=(6, 8)), dtype=torch.float64)
+    x2 = torch.as_tensor(rng.normal(size=(6, 4)), dtype=torch.float64)
+    expected = narrow(x1, x2)
+    assert expected.abs().max() > 0.1
+    torch.testing.assert_close(old_slots(wide(embed(x1, 2, 5), x2), 2, 5), expected, rtol=1e-12, atol=1e-12)
