@@ -509,8 +509,9 @@ def test_stages_11_12_and_the_gpu_stage11_experiment_change_only_what_they_say()
     """Stage 11 is stage 9's GPU recipe started from stage 10; stage 12 continues it with a lower peak lr and a
     shorter budget; the ablation's stage 10 is stage 11's recipe from the ablation's stage 9, and its
     equal-training partner (experiments/gpu_stage11, het32_from9) the same from heterogeneous stage 9; the
-    widened run there differs from stage 11 only in widen_channels.  Each shipped stage's history ends with
-    the lr annealed to its floor."""
+    widened run there differs from stage 11 only in widen_channels; the CPU run tried as stage 13
+    (experiments/cpu_fresh_thermal) is stage 10's recipe from stage 12 with the second extra thermal set
+    redrawn.  Each shipped stage's history ends with the lr annealed to its floor."""
     root = SHIPPED_PHONON
     nine, ten, eleven, twelve = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (9, 10, 11, 12))
     hom_nine, hom_ten = (load_train_config(root / "ablation_homogeneous" / f"train_config_stage{k}.yaml")
@@ -531,6 +532,11 @@ def test_stages_11_12_and_the_gpu_stage11_experiment_change_only_what_they_say()
     assert diff(partner, eleven) == {"output_dir", "init_model"}
     assert Path(partner["init_model"]) == Path(nine["output_dir"]) / nine["model_file"]
     assert diff(wide, eleven) == {"output_dir", "widen_channels"} and wide["widen_channels"] == 128
+    fresh = load_train_config(exp.parent / "cpu_fresh_thermal" / "train_config.yaml")  # tried as stage 13
+    assert diff(fresh, ten) == {"output_dir", "init_model", "max_time_minutes", "max_epochs", "train_file"}
+    assert Path(fresh["init_model"]) == Path(twelve["output_dir"]) / twelve["model_file"]
+    assert [f["file"].replace("thermal_extra3", "thermal_extra2") for f in fresh["train_file"]] == \
+        [f["file"] for f in ten["train_file"]]
     for history_file, cfg, epochs in [(root / "training_history_stage11.json", eleven, 10),
                                       (root / "training_history_stage12.json", twelve, 7),
                                       (root / "ablation_homogeneous" / "training_history_stage10.json", hom_ten, 9)]:
