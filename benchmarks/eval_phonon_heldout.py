@@ -40,17 +40,17 @@ OTHER_SETS = {
 }
 
 
-def pooled(results: dict[str, dict[str, float]], atoms_per_config: dict[str, int]) -> dict[str, float]:
+def pooled(results: dict[str, dict[str, float]], n_components: dict[str, int]) -> dict[str, float]:
     """MAE / RMSE over all force components of several sets, from the per-set values.
 
     Parameters
     ----------
     results
         Per set: ``forces_mae_meV_per_A``, ``forces_rmse_meV_per_A``, ``n_configs``.
-    atoms_per_config
-        Per set: atoms in each of its configurations (3 force components each).
+    n_components
+        Per set: its number of force components (3 × its atoms summed over configurations).
     """
-    n = {k: 3 * atoms_per_config[k] * r["n_configs"] for k, r in results.items()}
+    n = {k: n_components[k] for k in results}
     total = sum(n.values())
     mae = sum(r["forces_mae_meV_per_A"] * n[k] for k, r in results.items()) / total
     mse = sum(r["forces_rmse_meV_per_A"] ** 2 * n[k] for k, r in results.items()) / total
@@ -81,14 +81,14 @@ def main() -> None:
     for spec in args.model:
         name, _, path = spec.partition("=")
         model = load_phonon_model(path, dtype=torch.float64)
-        res = {}
+        res, n_components = {}, {}
         for key, rel in sets.items():
             data = PhononDataset.from_file(root / rel, model.config)
             m = evaluate(model, data)
             res[key] = {k: m[k] for k in ("n_configs", "forces_mae_meV_per_A", "forces_rmse_meV_per_A",
                                           "energy_mae_meV_per_atom")}
-        atoms = {k: _atoms_per_config(root / sets[k]) for k in DRAWS}
-        res["6x6_300K_pooled"] = pooled({k: res[k] for k in DRAWS}, atoms)
+            n_components[key] = 3 * int(data.n_atoms.sum())
+        res["6x6_300K_pooled"] = pooled({k: res[k] for k in DRAWS}, n_components)
         out["models"][name] = {"file": os.path.relpath(Path(path).resolve(), root), **res}
         print(f"{name}: draws " + " / ".join(f"{res[k]['forces_mae_meV_per_A']:.2f}" for k in DRAWS)
               + f", pooled {res['6x6_300K_pooled']['forces_mae_meV_per_A']:.2f} meV/Å; 4x4 test "
@@ -98,12 +98,6 @@ def main() -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=1))
     print(f"wrote {dest}")
-
-
-def _atoms_per_config(path: Path) -> int:
-    """Atoms in the first configuration of an extxyz file (all configurations of a draw have the same size)."""
-    with open(path) as fh:
-        return int(fh.readline())
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mlepi_ase.calculators import HedgeNetPhononCalculator
-from mlepi_ase.models import load_phonon_model, widen_phonon_model
+from mlepi_ase.models import HedgeNetPhonon, load_phonon_model, widen_phonon_model
 from mlepi_ase.structures import bilayer_graphene
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available())")
@@ -34,8 +34,6 @@ def test_the_shipped_weights_give_the_same_energy_forces_and_stress_on_the_gpu(d
     cpu = load_phonon_model(SHIPPED, device="cpu", dtype=torch.float64)
     gpu = load_phonon_model(SHIPPED, device="cuda", dtype=torch.float64)
     if not heterogeneous:  # the homogeneous switch on the same weights' configuration, random weights
-        from mlepi_ase.models import HedgeNetPhonon
-
         torch.manual_seed(3)
         cpu = HedgeNetPhonon(cpu.config, heterogeneous=False, dtype=torch.float64)
         gpu = HedgeNetPhonon(cpu.config, heterogeneous=False, dtype=torch.float64, device="cuda")
