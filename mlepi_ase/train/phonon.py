@@ -682,7 +682,7 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
         elif scheduler is not None:
             scheduler.step()
         elapsed = elapsed_before + time.perf_counter() - t0
-        record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "elapsed_s": round(elapsed, 2),
+        record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "elapsed_s": elapsed,
                   **{f"valid_{k}": v for k, v in val.items()}}
         history.append(record)
         say(f"epoch {epoch:4d}  train loss {train_loss:.4e}  valid loss {val['loss']:.4e}  "
