@@ -686,7 +686,7 @@ def train_electron(config: Mapping[str, Any], resume: bool = False, base_dir: st
         train_m = _metrics_from_sums(*sums)
         valid_m = evaluate_model(model, valid_s, batch_size=bs)
         elapsed = elapsed_before + time.perf_counter() - t_start
-        rec = to_plain({"epoch": epoch + 1, "lr": lr, "elapsed_s": round(elapsed, 1),
+        rec = to_plain({"epoch": epoch + 1, "lr": lr, "elapsed_s": elapsed,
                       "train": train_m, "valid": valid_m})
         history.append(rec)
         say(f"epoch {epoch + 1}/{epochs} lr {rec['lr']:.2e} | train MAE {train_m['mae_meV']:.3f} meV | valid MAE "

@@ -90,6 +90,25 @@ def test_training_lowers_the_error_and_resume_is_exact(tmp_path, rng):
     assert (tmp_path / "resumed" / "metrics.json").exists() and (tmp_path / "resumed" / "config.yaml").exists()
 
 
+def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path, rng):
+    """``time_limit_s`` is checked after each epoch: a limit shorter than one epoch stops the run after its first
+    epoch, with the model, checkpoint and the exact elapsed time (past the limit) recorded; a cosine_time
+    anneal then ends at its floor."""
+    data = sk_dataset(tmp_path / "d.h5", rng, n_train=2, n_valid=1)
+    limit = 1e-3
+    res = train_electron(config(data, tmp_path / "run", epochs=6, schedule="cosine_time", time_limit_s=limit),
+                         log=None)
+    hist = res["history"]
+    assert len(hist) == 1
+    assert hist[0]["elapsed_s"] > limit
+    assert hist[0]["lr"] == pytest.approx(0.01 * 0.01)  # lr x lr_min_factor: the anneal is over
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["stopped_early"] is True and metrics["epochs_run"] == 1
+    assert metrics["train_time_s"] == hist[0]["elapsed_s"]
+    assert (tmp_path / "run" / "model.pt").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
+    assert "time limit" in (tmp_path / "run" / "train.log").read_text()
+
+
 def test_cli_train_electron(tmp_path, rng):
     data = sk_dataset(tmp_path / "d.h5", rng, n_train=2, n_valid=1)
     cfg = config(Path("d.h5"), Path("run"), epochs=1, schedule="cosine")  # relative to the YAML file
