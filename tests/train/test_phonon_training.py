@@ -28,6 +28,12 @@ from mlepi_ase.train.phonon import load_train_config, train_phonon
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_PHONON = REPO / "data" / "hedgenet_phonon"  # the shipped model's recipes and experiments
 
+
+def changed_keys(a: dict, b: dict) -> set:
+    """Keys of ``a`` whose values differ in ``b`` (two normalised configurations with the same keys)."""
+    return {k for k in a if a[k] != b[k]}
+
+
 TINY_DATA = dict(train_supercell=[2, 2], test_supercell=[3, 3], temperatures=[300.0], n_thermal=[8],
                  rattle_amplitudes=[0.01, 0.04], n_rattle=[3, 3], n_stacking=4, n_slide=3, n_test_thermal=2,
                  valid_fraction=0.2, test_fraction=0.1)
@@ -388,7 +394,7 @@ def test_one_hour_cpu_recipe_is_the_shipped_architecture_from_scratch_on_the_sta
     assert (cfg["device"], cfg["num_threads"], cfg["scheduler"], cfg["select_model"], cfg["force_weighting"]) == (
         "cpu", 2, "cosine", "last_epoch", "relative")
     variant = load_train_config(root / "cpu_1h" / "train_config_floor05.yaml")
-    changed = {k for k in cfg if variant[k] != cfg[k]}
+    changed = changed_keys(cfg, variant)
     assert changed == {"force_weight_floor", "output_dir"} and variant["force_weight_floor"] == 0.5
     shipped = read_phonon_model_file(root / "cpu_1h" / "hedgenet_phonon.pt")["config"]
     for key, value in cfg["model"].items():
@@ -407,9 +413,9 @@ def test_gpu_width_experiment_changes_only_the_channel_width():
     runs = {w: load_train_config(exp / f"train_config_scratch{w}.yaml") for w in (32, 64, 128)}
     assert runs[32]["model"] == stage1["model"] and runs[32]["train_file"] == stage5["train_file"]
     for w, cfg in runs.items():
-        changed = {k for k in cfg if cfg[k] != runs[32][k]}
+        changed = changed_keys(cfg, runs[32])
         assert changed == (set() if w == 32 else {"model", "output_dir"})
-        assert {k for k in cfg["model"] if cfg["model"][k] != stage1["model"][k]} == (
+        assert changed_keys(cfg["model"], stage1["model"]) == (
             set() if w == 32 else {"num_channels"}) and cfg["model"]["num_channels"] == w
         assert (cfg["scheduler"], cfg["max_time_minutes"], cfg["init_model"]) == ("cosine_time", 6.0, None)
     ft = load_train_config(exp / "train_config_ft_stage5.yaml")
@@ -424,11 +430,11 @@ def test_stages_7_and_8_differ_between_the_networks_only_in_paths_and_budget():
     root = SHIPPED_PHONON
     het = [load_train_config(root / f"train_config_stage{k}.yaml") for k in (7, 8)]
     hom = [load_train_config(root / "ablation_homogeneous" / f"train_config_stage{k}.yaml") for k in (7, 8)]
-    assert {k for k in het[0] if het[0][k] != hom[0][k]} == {"output_dir", "init_model", "max_time_minutes"}
-    assert {k for k in het[1] if het[1][k] != hom[1][k]} == {"output_dir", "init_model"}
+    assert changed_keys(het[0], hom[0]) == {"output_dir", "init_model", "max_time_minutes"}
+    assert changed_keys(het[1], hom[1]) == {"output_dir", "init_model"}
     for seven, eight in (het, hom):
         assert (seven["scheduler"], eight["scheduler"], seven["device"]) == ("cosine_time", "cosine_time", "cpu")
-        changed = {k for k in eight if eight[k] != seven[k]}
+        changed = changed_keys(eight, seven)
         assert changed == {"train_file", "test_files", "output_dir", "init_model", "lr", "max_time_minutes"}
         assert eight["lr"] < seven["lr"]
     settings = yaml.safe_load((root / "dataset_thermal_extra.yaml").read_text())
@@ -446,14 +452,14 @@ def test_stage_9_keeps_the_stage_8_shares_and_differs_between_the_networks_only_
     root = SHIPPED_PHONON
     eight, nine = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (8, 9))
     hom = load_train_config(root / "ablation_homogeneous" / "train_config_stage9.yaml")
-    assert {k for k in nine if nine[k] != hom[k]} == {"output_dir", "init_model", "max_time_minutes"}
+    assert changed_keys(nine, hom) == {"output_dir", "init_model", "max_time_minutes"}
     assert hom["max_time_minutes"] < nine["max_time_minutes"]
     assert (nine["device"], nine["scheduler"], nine["batch_size"]) == ("cuda", "cosine_time", 32)
     second = yaml.safe_load((root / "dataset_thermal_extra2.yaml").read_text())
     first = yaml.safe_load((root / "dataset_thermal_extra.yaml").read_text())
     # the first extra set's settings with twice the counts (that set is thermal only:
     # test_stages_7_and_8_differ_between_the_networks_only_in_paths_and_budget)
-    assert {k for k in second if second[k] != first[k]} == {"n_thermal"}
+    assert changed_keys(second, first) == {"n_thermal"}
     assert second["n_thermal"] == [2 * n for n in first["n_thermal"]]
 
     # training-split sizes of the make-dataset runs behind the configs (their dataset.json), and the 0.003 / 0.01 Å
@@ -481,8 +487,8 @@ def test_stage_9_keeps_the_stage_8_shares_and_differs_between_the_networks_only_
     exp = root / "experiments" / "gpu_stage9"
     b8 = load_train_config(exp / "train_config_het_more_b8.yaml")
     same = load_train_config(exp / "train_config_het_same_b32.yaml")
-    assert {k for k in b8 if b8[k] != nine[k]} == {"output_dir", "batch_size", "lr", "max_time_minutes"}
-    assert {k for k in same if same[k] != nine[k]} == {"output_dir", "train_file"}
+    assert changed_keys(b8, nine) == {"output_dir", "batch_size", "lr", "max_time_minutes"}
+    assert changed_keys(same, nine) == {"output_dir", "train_file"}
     assert same["train_file"] == eight["train_file"]
 
 
@@ -496,9 +502,9 @@ def test_stage_10_and_the_cpu_widen_experiment_change_only_what_they_say():
     exp = root / "experiments" / "cpu_widen"
     same = load_train_config(exp / "train_config_same32.yaml")
     wide = load_train_config(exp / "train_config_widen64.yaml")
-    assert {k for k in wide if wide[k] != same[k]} == {"widen_channels", "output_dir"} and wide["widen_channels"] == 64
+    assert changed_keys(wide, same) == {"widen_channels", "output_dir"} and wide["widen_channels"] == 64
     # the run was stopped by hand after its fourth epoch, where max_epochs stops the recipe
-    assert {k for k in same if same[k] != ten[k]} == {"output_dir", "max_epochs"} and ten["max_epochs"] == 4
+    assert changed_keys(same, ten) == {"output_dir", "max_epochs"} and ten["max_epochs"] == 4
     assert Path(ten["init_model"]) == Path(nine["output_dir"]) / nine["model_file"]
     history = json.loads((root / "training_history_stage10.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]
@@ -520,20 +526,17 @@ def test_stages_11_12_and_the_gpu_stage11_experiment_change_only_what_they_say()
     partner = load_train_config(exp / "train_config_het32_from9.yaml")
     wide = load_train_config(exp / "train_config_het128.yaml")
 
-    def diff(a, b):
-        return {k for k in a if a[k] != b[k]}
-
-    assert diff(eleven, nine) == {"output_dir", "init_model", "evaluate_train_set"}
+    assert changed_keys(eleven, nine) == {"output_dir", "init_model", "evaluate_train_set"}
     assert Path(eleven["init_model"]) == Path(ten["output_dir"]) / ten["model_file"]
-    assert diff(twelve, eleven) == {"output_dir", "init_model", "max_time_minutes", "lr"}
+    assert changed_keys(twelve, eleven) == {"output_dir", "init_model", "max_time_minutes", "lr"}
     assert twelve["lr"] < eleven["lr"] and twelve["max_time_minutes"] < eleven["max_time_minutes"]
-    assert diff(hom_ten, eleven) == {"output_dir", "init_model"}
+    assert changed_keys(hom_ten, eleven) == {"output_dir", "init_model"}
     assert Path(hom_ten["init_model"]) == Path(hom_nine["output_dir"]) / hom_nine["model_file"]
-    assert diff(partner, eleven) == {"output_dir", "init_model"}
+    assert changed_keys(partner, eleven) == {"output_dir", "init_model"}
     assert Path(partner["init_model"]) == Path(nine["output_dir"]) / nine["model_file"]
-    assert diff(wide, eleven) == {"output_dir", "widen_channels"} and wide["widen_channels"] == 128
+    assert changed_keys(wide, eleven) == {"output_dir", "widen_channels"} and wide["widen_channels"] == 128
     fresh = load_train_config(exp.parent / "cpu_fresh_thermal" / "train_config.yaml")  # tried as stage 13
-    assert diff(fresh, ten) == {"output_dir", "init_model", "max_time_minutes", "max_epochs", "train_file"}
+    assert changed_keys(fresh, ten) == {"output_dir", "init_model", "max_time_minutes", "max_epochs", "train_file"}
     assert Path(fresh["init_model"]) == Path(twelve["output_dir"]) / twelve["model_file"]
     assert [f["file"].replace("thermal_extra3", "thermal_extra2") for f in fresh["train_file"]] == \
         [f["file"] for f in ten["train_file"]]
@@ -543,6 +546,26 @@ def test_stages_11_12_and_the_gpu_stage11_experiment_change_only_what_they_say()
         history = json.loads(history_file.read_text())
         assert [h["epoch"] for h in history] == list(range(epochs))
         assert history[-1]["lr"] < 2 * cfg["min_lr"]
+
+
+
+def test_the_cpu_force_floor_experiment_changes_only_the_force_weight_floor():
+    """experiments/cpu_force_floor: two CPU fine-tunings of stage 12 on stage 12's files, the same but for the
+    floor F_0 of the relative force weights (0.5 eV/Å against the shipped 0.1); the 0.1 run is the control.
+    Against the earlier CPU try from stage 12 (cpu_fresh_thermal) they change the peak lr, the budget and the
+    epoch cap, and go back to the second extra thermal set stage 12 was trained on."""
+    root = SHIPPED_PHONON
+    twelve = load_train_config(root / "train_config_stage12.yaml")
+    exp = root / "experiments"
+    floor5, floor1 = (load_train_config(exp / "cpu_force_floor" / f"train_config_floor{f}.yaml")
+                      for f in ("0.5", "0.1"))
+    fresh = load_train_config(exp / "cpu_fresh_thermal" / "train_config.yaml")
+    assert changed_keys(floor5, floor1) == {"output_dir", "force_weight_floor"}
+    assert (floor5["force_weight_floor"], floor1["force_weight_floor"]) == (0.5, 0.1)
+    assert twelve["force_weight_floor"] == 0.1
+    assert changed_keys(floor1, fresh) == {"output_dir", "lr", "max_time_minutes", "max_epochs", "train_file"}
+    assert floor1["lr"] == twelve["lr"] and floor1["train_file"] == twelve["train_file"]
+    assert Path(floor1["init_model"]) == Path(twelve["output_dir"]) / twelve["model_file"]
 
 
 def test_select_model_last_epoch_keeps_the_final_ema_weights(dataset, tmp_path):
@@ -570,7 +593,7 @@ def test_angular_basis_experiment_changes_only_the_angular_basis():
             "energy_weight", "forces_weight", "ema_decay", "seed", "dtype", "clip_grad_norm")
     for name, angular in {"ell3_L1": (3, 1), "ell3_L0": (3, 0)}.items():
         cfg = load_train_config(exp / f"train_config_{name}.yaml")
-        changed = {k for k in base["model"] if cfg["model"][k] != base["model"][k]}
+        changed = changed_keys(base["model"], cfg["model"])
         assert changed <= {"max_ell", "max_L"} and set(cfg["model"]) == set(base["model"])
         assert (cfg["model"]["max_ell"], cfg["model"]["max_L"]) == angular
         assert [cfg[k] for k in same] == [base[k] for k in same]
