@@ -339,7 +339,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 12),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 13),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -347,7 +347,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     rattles four times, stages 5 and 6 on that plus the slide set twice, stage 7 on that plus the extra thermal
     set, stage 8 on the same files with the small rattles six times and the slides three times, stage 9 on those
     plus the second extra thermal set with the small rattles 14 times and the slides 7 times, the later stages
-    (10-12 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
+    (10-13 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
     architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
@@ -371,7 +371,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     small_x14 = [small_x4[0], {**small_x4[1], "repeat": 13}]
     expected = [small_x4, small_x4 + [slides], small_x4 + [slides], small_x4 + [slides, thermal],
                 small_x6 + [{**slides, "repeat": 3}, thermal], small_x14 + [{**slides, "repeat": 7}, thermal, thermal2]]
-    expected += [expected[-1]] * (n_stages - 9)  # stages 10-12: stage 9's files
+    expected += [expected[-1]] * (n_stages - 9)  # stages 10-13: stage 9's files
     assert [s["train_file"] for s in stages[3:]] == expected
     assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * (n_stages - 2)
     shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
@@ -548,10 +548,10 @@ def test_stages_11_12_and_the_gpu_stage11_experiment_change_only_what_they_say()
         assert history[-1]["lr"] < 2 * cfg["min_lr"]
 
 
-
-def test_the_cpu_force_floor_experiment_changes_only_the_force_weight_floor():
+def test_stage_13_and_the_cpu_force_floor_experiment_change_only_what_they_say():
     """experiments/cpu_force_floor: two CPU fine-tunings of stage 12 on stage 12's files, the same but for the
-    floor F_0 of the relative force weights (0.5 eV/Å against the shipped 0.1); the 0.1 run is the control.
+    floor F_0 of the relative force weights (0.5 eV/Å against the shipped 0.1); the 0.1 run is the control, and
+    stage 13 is that run (its config differs only in the output folder; its history ends at the lr floor).
     Against the earlier CPU try from stage 12 (cpu_fresh_thermal) they change the peak lr, the budget and the
     epoch cap, and go back to the second extra thermal set stage 12 was trained on."""
     root = SHIPPED_PHONON
@@ -566,6 +566,11 @@ def test_the_cpu_force_floor_experiment_changes_only_the_force_weight_floor():
     assert changed_keys(floor1, fresh) == {"output_dir", "lr", "max_time_minutes", "max_epochs", "train_file"}
     assert floor1["lr"] == twelve["lr"] and floor1["train_file"] == twelve["train_file"]
     assert Path(floor1["init_model"]) == Path(twelve["output_dir"]) / twelve["model_file"]
+    thirteen = load_train_config(root / "train_config_stage13.yaml")
+    assert changed_keys(thirteen, floor1) == {"output_dir"}
+    history = json.loads((root / "training_history_stage13.json").read_text())
+    assert history == json.loads((exp / "cpu_force_floor" / "training_history_floor0.1.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3] and history[-1]["lr"] < 2 * thirteen["min_lr"]
 
 
 def test_select_model_last_epoch_keeps_the_final_ema_weights(dataset, tmp_path):
