@@ -1,4 +1,5 @@
-r"""Function-preserving widening of a trained HedgeNet-Phonon (more channels, same predictions).
+r"""Function-preserving widening of a trained HedgeNet-Phonon (more channels or a wider readout MLP, same
+predictions).
 
 Why
 ---
@@ -26,6 +27,12 @@ energy, forces and stress are unchanged (to round-off; checked by the tests).  T
 non-zero gradients (the new channels' features are not zero), so the added capacity is used as soon
 as training starts.  Channel-wise weights (symmetric contraction, convolution) need no zeros: channel
 *u* only ever meets channel *u* there.
+
+The hidden layer of the last (non-linear) readout, ``readout_mlp`` scalars, widens the same way: its
+first map gets new output units (random weights into them), its second map new input rows that are set
+to zero, so the new hidden units add nothing until training moves those rows.  That readout is the only
+place where the network is non-linear in its invariant features, so its width bounds how sharp a
+function of the local environment (e.g. of the bond angles) the site energy can be.
 """
 
 from __future__ import annotations
@@ -42,17 +49,21 @@ from mace.modules.symmetric_contraction import SymmetricContraction
 __all__ = ["widen_phonon_model"]
 
 
-def widen_phonon_model(model: HedgeNetPhonon, num_channels: int, seed: int = 0) -> HedgeNetPhonon:
-    """A copy of ``model`` with ``num_channels`` channels that predicts the same energies and forces.
+def widen_phonon_model(model: HedgeNetPhonon, num_channels: int | None = None, seed: int = 0,
+                       readout_mlp: int | None = None) -> HedgeNetPhonon:
+    """A copy of ``model`` with more channels and/or a wider readout MLP that predicts the same energies and forces.
 
     Parameters
     ----------
     model
         Trained model (any dtype/device; left unchanged).
     num_channels
-        New channel count, at least ``model.config["num_channels"]``.
+        New channel count, at least ``model.config["num_channels"]``; None keeps it.
     seed
         Seed of the random initial weights of everything new (they only matter once training starts).
+    readout_mlp
+        New number of hidden scalars of the last readout, at least ``model.config["readout_mlp"]``;
+        None keeps it.
 
     Returns
     -------
@@ -62,13 +73,14 @@ def widen_phonon_model(model: HedgeNetPhonon, num_channels: int, seed: int = 0) 
     Raises
     ------
     ValueError
-        If ``num_channels`` is smaller than the model's.
+        If ``num_channels`` or ``readout_mlp`` is smaller than the model's.
     """
     old_cfg = model.config
-    if int(num_channels) < int(old_cfg["num_channels"]):
-        raise ValueError(f"cannot narrow a model: it has {old_cfg['num_channels']} channels, "
-                         f"{num_channels} requested")
-    cfg = normalize_phonon_config(old_cfg, num_channels=int(num_channels))
+    sizes = {"num_channels": num_channels, "readout_mlp": readout_mlp}
+    for key, new_size in sizes.items():
+        if new_size is not None and int(new_size) < int(old_cfg[key]):
+            raise ValueError(f"cannot narrow a model: it has {key} = {old_cfg[key]}, {new_size} requested")
+    cfg = normalize_phonon_config(old_cfg, **{k: int(v) for k, v in sizes.items() if v is not None})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         wide = HedgeNetPhonon(cfg, dtype=model.dtype, device=model.device)

@@ -26,7 +26,8 @@ Normalisation taken from the training set before training (kept fixed): the isol
 (fine-tuning, e.g. with a lower learning rate or another force weighting); with ``widen_channels: C``
 that model is first widened to ``C`` channels without changing its predictions
 (:func:`mlepi_ase.models.phonon_widen.widen_phonon_model`), so the fine-tuning starts from its accuracy
-with more capacity.
+with more capacity; ``widen_readout: H`` likewise widens the hidden layer of its last readout MLP to ``H``
+scalars.
 
 Optimisation: Adam (AMSGrad) with an exponential moving average (EMA) of the weights; the EMA
 weights are validated, checkpointed and shipped.  Learning-rate schedule: reduce-on-plateau of the
@@ -108,6 +109,7 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
     "model": {},
     "init_model": None,
     "widen_channels": None,
+    "widen_readout": None,
     "dtype": "float32",
     "device": "cpu",
     "seed": 0,
@@ -198,10 +200,11 @@ def load_train_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str
     cfg["init_model"] = resolve(cfg["init_model"])
     if cfg["init_model"] is not None and cfg["model"]:
         raise ValueError("give either model (a new model) or init_model (fine-tune an existing one), not both")
-    if cfg["widen_channels"] is not None:
-        if cfg["init_model"] is None:
-            raise ValueError("widen_channels widens init_model: give init_model too")
-        check_positive_int(cfg["widen_channels"], "widen_channels")
+    for key in ("widen_channels", "widen_readout"):
+        if cfg[key] is not None:
+            if cfg["init_model"] is None:
+                raise ValueError(f"{key} widens init_model: give init_model too")
+            check_positive_int(cfg[key], key)
     normalize_phonon_config(cfg["model"])  # validate early
     as_dtype(cfg["dtype"])
     if cfg["scheduler"] not in SCHEDULERS:
@@ -605,11 +608,13 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
     model = HedgeNetPhonon(model_cfg, dtype=dtype, device=device)
     if checkpoint is None and cfg["init_model"] is not None:
         model.load_state_dict(init["state_dict"])
-        if cfg["widen_channels"] is not None:
+        if cfg["widen_channels"] is not None or cfg["widen_readout"] is not None:
             narrow = model.count_parameters()
-            model = widen_phonon_model(model, cfg["widen_channels"], seed=int(cfg["seed"]))
-            say(f"widened {model_cfg['num_channels']} -> {cfg['widen_channels']} channels "
-                f"({narrow} -> {model.count_parameters()} parameters; same predictions)")
+            model = widen_phonon_model(model, cfg["widen_channels"], seed=int(cfg["seed"]),
+                                       readout_mlp=cfg["widen_readout"])
+            say(f"widened {model_cfg['num_channels']} -> {model.config['num_channels']} channels, readout MLP "
+                f"{model_cfg['readout_mlp']} -> {model.config['readout_mlp']} ({narrow} -> "
+                f"{model.count_parameters()} parameters; same predictions)")
     ema = _EMA(model, cfg["ema_decay"])
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"], amsgrad=True)
     scheduler = _make_scheduler(optimizer, cfg)

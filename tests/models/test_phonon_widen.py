@@ -41,6 +41,37 @@ def test_widened_model_predicts_the_same_energy_forces_and_stress(heterogeneous,
         np.testing.assert_allclose(b["stress"], a["stress"], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("heterogeneous", [True, False], ids=["hetero", "homo"])
+@pytest.mark.parametrize("channels", [None, 6], ids=["readout", "readout+channels"])
+def test_widened_readout_predicts_the_same_energy_forces_and_stress(heterogeneous, channels, rng):
+    narrow = _trained_like(heterogeneous)
+    hidden = narrow.config["readout_mlp"]
+    wide = widen_phonon_model(narrow, channels, seed=2, readout_mlp=3 * hidden)
+    assert wide.config["readout_mlp"] == 3 * hidden
+    assert wide.config["num_channels"] == (channels or narrow.config["num_channels"])
+    assert wide.count_parameters() > narrow.count_parameters()
+    atoms = rattled_bilayer(rng, size=(2, 2))
+    a = narrow.predict(atoms, compute_stress=True)
+    b = wide.predict(atoms, compute_stress=True)
+    assert np.abs(a["forces"]).max() > 1e-2
+    assert b["energy"] == pytest.approx(a["energy"], rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(b["forces"], a["forces"], rtol=0, atol=1e-11)
+    np.testing.assert_allclose(b["stress"], a["stress"], rtol=0, atol=1e-12)
+
+
+def test_the_added_readout_units_start_silent_and_get_gradients(rng):
+    narrow = _trained_like(True)
+    hidden = narrow.config["readout_mlp"]
+    wide = widen_phonon_model(narrow, readout_mlp=hidden + 5, seed=1)
+    batch = wide.batch([rattled_bilayer(rng, size=(2, 2))])
+    wide(batch, compute_forces=False)["energy"].sum().backward()
+    out = wide.readouts[-1].linear_2.weight  # (hidden, 1): rows of the added units are zero, not frozen
+    assert torch.all(out.detach()[hidden:] == 0)
+    assert torch.all(out.grad[hidden:].abs() > 0)
+    into = wide.readouts[-1].linear_1.weight.detach().view(-1, hidden + 5)  # random weights into the new units
+    assert torch.all(into[:, hidden:].abs().sum(dim=0) > 0)
+
+
 def test_the_added_channels_get_gradients_and_change_the_energy_after_a_step(rng):
     narrow = _trained_like(True)
     wide = widen_phonon_model(narrow, 8, seed=1)
@@ -69,6 +100,8 @@ def test_widening_leaves_the_model_alone_and_refuses_to_narrow():
     assert all(torch.equal(before[k], v) for k, v in narrow.state_dict().items())
     with pytest.raises(ValueError, match="narrow"):
         widen_phonon_model(narrow, 3)
+    with pytest.raises(ValueError, match="narrow.*readout_mlp"):
+        widen_phonon_model(narrow, readout_mlp=narrow.config["readout_mlp"] - 1)
 
 
 @pytest.mark.parametrize("mode", ["uvu", "uvw"])

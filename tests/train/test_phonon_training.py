@@ -270,28 +270,33 @@ def test_fine_tuning_starts_from_the_given_model(dataset, tmp_path):
         load_train_config({"train_file": "x.xyz", "model": {"num_channels": 4}, "init_model": "m.pt"})
 
 
-def test_fine_tuning_can_widen_the_given_model_first(dataset, tmp_path):
+@pytest.mark.parametrize("key, size", [("widen_channels", 7), ("widen_readout", 11)])
+def test_fine_tuning_can_widen_the_given_model_first(dataset, tmp_path, key, size):
     data_dir, _ = dataset
     first = train_phonon(_config(data_dir, tmp_path / "first", max_epochs=2), resume=False)
-    cfg = _config(data_dir, tmp_path / "wide", max_epochs=1, lr=1e-12, widen_channels=7,
-                  evaluate_train_set=False)
+    cfg = _config(data_dir, tmp_path / "wide", max_epochs=1, lr=1e-12, evaluate_train_set=False, **{key: size})
     del cfg["model"]
     cfg["init_model"] = first["model_file"]
     wide = train_phonon(cfg, resume=False)
     a, b = load_phonon_model(first["model_file"]), load_phonon_model(wide["model_file"])
-    assert (a.config["num_channels"], b.config["num_channels"]) == (4, 7)
+    config_key = {"widen_channels": "num_channels", "widen_readout": "readout_mlp"}[key]
+    assert b.config[config_key] == size != a.config[config_key]
+    assert {k: v for k, v in b.config.items() if k != config_key} == \
+        {k: v for k, v in a.config.items() if k != config_key}
     assert b.count_parameters() > a.count_parameters()
     atoms = read_phonon_dataset(data_dir / "valid.xyz")[0]
     assert b.predict(atoms)["energy"] == pytest.approx(a.predict(atoms)["energy"], abs=1e-6)
     np.testing.assert_allclose(b.predict(atoms)["forces"], a.predict(atoms)["forces"], atol=1e-6)
     assert set(wide["metrics"]) == {"valid", "test_3x3"}  # the training set left out
-    assert "widened 4 -> 7 channels" in (tmp_path / "wide" / "train.log").read_text()
+    log = (tmp_path / "wide" / "train.log").read_text()
+    assert f"widened 4 -> {b.config['num_channels']} channels, readout MLP {a.config['readout_mlp']} -> " \
+        f"{b.config['readout_mlp']}" in log
     cfg["max_epochs"] = 2  # a resumed run rebuilds the wide model from its checkpoint
-    assert load_phonon_model(train_phonon(cfg)["model_file"]).config["num_channels"] == 7
-    with pytest.raises(ValueError, match="widen_channels widens init_model"):
-        load_train_config({"train_file": "x.xyz", "widen_channels": 8})
-    with pytest.raises(ValueError, match="widen_channels"):
-        load_train_config({"train_file": "x.xyz", "init_model": "m.pt", "widen_channels": 0})
+    assert load_phonon_model(train_phonon(cfg)["model_file"]).config[config_key] == size
+    with pytest.raises(ValueError, match=f"{key} widens init_model"):
+        load_train_config({"train_file": "x.xyz", key: 8})
+    with pytest.raises(ValueError, match=key):
+        load_train_config({"train_file": "x.xyz", "init_model": "m.pt", key: 0})
 
 
 def test_export_checkpoint_model_writes_the_last_epoch(dataset, tmp_path):
