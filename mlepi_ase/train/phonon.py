@@ -612,9 +612,10 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
             narrow = model.count_parameters()
             model = widen_phonon_model(model, cfg["widen_channels"], seed=int(cfg["seed"]),
                                        readout_mlp=cfg["widen_readout"])
-            say(f"widened {model_cfg['num_channels']} -> {model.config['num_channels']} channels, readout MLP "
-                f"{model_cfg['readout_mlp']} -> {model.config['readout_mlp']} ({narrow} -> "
-                f"{model.count_parameters()} parameters; same predictions)")
+            grown = [f"{label}{model_cfg[key]} -> {model.config[key]}{unit}"
+                     for key, label, unit in (("num_channels", "", " channels"), ("readout_mlp", "readout MLP ", ""))
+                     if model.config[key] != model_cfg[key]]
+            say(f"widened {', '.join(grown)} ({narrow} -> {model.count_parameters()} parameters; same predictions)")
     ema = _EMA(model, cfg["ema_decay"])
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"], amsgrad=True)
     scheduler = _make_scheduler(optimizer, cfg)
