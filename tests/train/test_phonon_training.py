@@ -578,6 +578,34 @@ def test_stage_13_and_the_cpu_force_floor_experiment_change_only_what_they_say()
     assert [h["epoch"] for h in history] == [0, 1, 2, 3] and history[-1]["lr"] < 2 * thirteen["min_lr"]
 
 
+def test_the_readout_width_experiment_changes_only_the_readout():
+    """experiments/readout_width: two CPU fine-tunings of the shipped stage 13 with stage 13's own files and
+    settings (3 epochs, a 64-minute anneal), one with the last readout MLP widened 16 -> 128, one control."""
+    root = SHIPPED_PHONON
+    thirteen = load_train_config(root / "train_config_stage13.yaml")
+    exp = root / "experiments" / "readout_width"
+    wide, control = (load_train_config(exp / f"train_config_readout{h}.yaml") for h in (128, 16))
+    assert changed_keys(wide, control) == {"output_dir", "widen_readout"}
+    assert (wide["widen_readout"], control["widen_readout"]) == (128, None)
+    assert load_phonon_model(root / "hedgenet_phonon.pt").config["readout_mlp"] == 16
+    assert changed_keys(control, thirteen) == {"output_dir", "init_model", "max_epochs", "max_time_minutes"}
+    assert Path(control["init_model"]) == root / "hedgenet_phonon.pt"
+    assert (control["max_epochs"], control["max_time_minutes"]) == (3, 64)
+
+
+def test_the_harmonic_fit_experiment_fine_tunes_the_shipped_model_on_its_own_set():
+    """experiments/harmonic_fit: the shipped weights fine-tuned on the ± rattle-pair set alone (its script's
+    output folder), uniform force weights; the same 6×6×1 held-out draw as the shipped model's test."""
+    root = SHIPPED_PHONON
+    cfg = load_train_config(root / "experiments" / "harmonic_fit" / "train_config_ft_stage13.yaml")
+    assert Path(cfg["init_model"]) == root / "hedgenet_phonon.pt"
+    assert Path(cfg["train_file"]).parent.name == "phonon_dataset_harmonic"
+    assert Path(cfg["valid_file"]).parent.name == "phonon_dataset_harmonic"
+    assert cfg["force_weighting"] == "uniform"
+    thirteen = load_train_config(root / "train_config_stage13.yaml")
+    assert cfg["test_files"]["test_6x6_300K"] == thirteen["test_files"]["test_6x6_300K"]
+
+
 def test_select_model_last_epoch_keeps_the_final_ema_weights(dataset, tmp_path):
     from mlepi_ase.train.phonon import export_checkpoint_model
 
