@@ -593,6 +593,28 @@ def test_the_readout_width_experiment_changes_only_the_readout():
     assert (control["max_epochs"], control["max_time_minutes"]) == (3, 64)
 
 
+def test_the_smooth_knot_experiment_relabels_stage_13s_files_and_changes_nothing_else():
+    """experiments/smooth_knot: stage 13's training files and shares, relabelled (same file names under
+    out/smooth_knot/), the readout_width control's settings but 2 epochs / 44 minutes, all three held-out draws."""
+    root = SHIPPED_PHONON
+    exp = root / "experiments"
+    smooth = load_train_config(exp / "smooth_knot" / "train_config.yaml")
+    control = load_train_config(exp / "readout_width" / "train_config_readout16.yaml")
+    assert changed_keys(smooth, control) == {"train_file", "valid_file", "test_files", "output_dir", "max_epochs",
+                                             "max_time_minutes"}
+    assert (smooth["max_epochs"], smooth["max_time_minutes"]) == (2, 44)
+
+    def relabelled(path: str) -> Path:
+        return Path(path).parents[1] / "smooth_knot" / Path(path).parent.name / Path(path).name
+
+    assert [dict(p, file=relabelled(p["file"])) for p in control["train_file"]] == \
+        [dict(p, file=Path(p["file"])) for p in smooth["train_file"]]
+    assert Path(smooth["valid_file"]) == relabelled(control["valid_file"])
+    draws = sorted(Path(p).relative_to(Path(p).parents[2]) for p in smooth["test_files"].values() if "6x6" in p)
+    assert draws == [Path("smooth_knot") / d / "test_6x6.xyz" for d in
+                     ("phonon_dataset_large", "phonon_dataset_thermal_extra", "phonon_dataset_thermal_extra2")]
+
+
 def test_the_harmonic_fit_experiment_fine_tunes_the_shipped_model_on_its_own_set():
     """experiments/harmonic_fit: the shipped weights fine-tuned on the ± rattle-pair set alone (its script's
     output folder), uniform force weights; the same 6×6×1 held-out draw as the shipped model's test."""
