@@ -31,8 +31,9 @@ as training starts.  Channel-wise weights (symmetric contraction, convolution) n
 The hidden layer of the last (non-linear) readout, ``readout_mlp`` scalars, widens the same way: its
 first map gets new output units (random weights into them), its second map new input rows that are set
 to zero, so the new hidden units add nothing until training moves those rows.  That readout is the only
-place where the network is non-linear in its invariant features, so its width bounds how sharp a
-function of the local environment (e.g. of the bond angles) the site energy can be.
+place where the network is non-linear in its invariant features (the products before it are polynomials),
+which is why its width was worth a try (``data/hedgenet_phonon/experiments/readout_width/``: no gain in a
+fine-tuning of the shipped model).
 """
 
 from __future__ import annotations
