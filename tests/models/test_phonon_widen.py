@@ -22,6 +22,16 @@ def _trained_like(heterogeneous: bool) -> torch.nn.Module:
     return model
 
 
+def _assert_same_predictions(narrow: torch.nn.Module, wide: torch.nn.Module, atoms) -> None:
+    """Energy, forces and stress of the two models agree to round-off on a non-trivial structure."""
+    a = narrow.predict(atoms, compute_stress=True)
+    b = wide.predict(atoms, compute_stress=True)
+    assert np.abs(a["forces"]).max() > 1e-2  # non-trivial
+    assert b["energy"] == pytest.approx(a["energy"], rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(b["forces"], a["forces"], rtol=0, atol=1e-11)
+    np.testing.assert_allclose(b["stress"], a["stress"], rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("heterogeneous", [True, False], ids=["hetero", "homo"])
 @pytest.mark.parametrize("channels", [5, 12])
 def test_widened_model_predicts_the_same_energy_forces_and_stress(heterogeneous, channels, rng):
@@ -32,13 +42,7 @@ def test_widened_model_predicts_the_same_energy_forces_and_stress(heterogeneous,
         {k: v for k, v in narrow.config.items() if k != "num_channels"}
     assert wide.count_parameters() > narrow.count_parameters()
     for _ in range(2):
-        atoms = rattled_bilayer(rng, size=(2, 2))
-        a = narrow.predict(atoms, compute_stress=True)
-        b = wide.predict(atoms, compute_stress=True)
-        assert np.abs(a["forces"]).max() > 1e-2  # non-trivial
-        assert b["energy"] == pytest.approx(a["energy"], rel=1e-12, abs=1e-12)
-        np.testing.assert_allclose(b["forces"], a["forces"], rtol=0, atol=1e-11)
-        np.testing.assert_allclose(b["stress"], a["stress"], rtol=0, atol=1e-12)
+        _assert_same_predictions(narrow, wide, rattled_bilayer(rng, size=(2, 2)))
 
 
 @pytest.mark.parametrize("heterogeneous", [True, False], ids=["hetero", "homo"])
@@ -50,13 +54,7 @@ def test_widened_readout_predicts_the_same_energy_forces_and_stress(heterogeneou
     assert wide.config["readout_mlp"] == 3 * hidden
     assert wide.config["num_channels"] == (channels or narrow.config["num_channels"])
     assert wide.count_parameters() > narrow.count_parameters()
-    atoms = rattled_bilayer(rng, size=(2, 2))
-    a = narrow.predict(atoms, compute_stress=True)
-    b = wide.predict(atoms, compute_stress=True)
-    assert np.abs(a["forces"]).max() > 1e-2
-    assert b["energy"] == pytest.approx(a["energy"], rel=1e-12, abs=1e-12)
-    np.testing.assert_allclose(b["forces"], a["forces"], rtol=0, atol=1e-11)
-    np.testing.assert_allclose(b["stress"], a["stress"], rtol=0, atol=1e-12)
+    _assert_same_predictions(narrow, wide, rattled_bilayer(rng, size=(2, 2)))
 
 
 def test_the_added_readout_units_start_silent_and_get_gradients(rng):

@@ -52,6 +52,14 @@ def displacements(atoms, equilibrium) -> np.ndarray:
     return frac @ equilibrium.cell.array
 
 
+def hessian_matrix(result) -> np.ndarray:
+    """The full force constants of a :class:`~mlepi_ase.phonons.PhononResult` as a (3N, 3N) matrix, eV/Å²,
+    so that the harmonic forces of displacements u (N, 3) are ``-(phi @ u.ravel()).reshape(N, 3)``."""
+    fc = result.full_force_constants()
+    n = fc.shape[0]
+    return fc.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
+
+
 def mae(x: np.ndarray) -> float:
     return 1e3 * float(np.mean(np.abs(x)))
 
@@ -77,9 +85,8 @@ def main() -> None:
         max_u = max(float(np.abs(x).max()) for x in u)
         if max_u > 0.5:
             raise RuntimeError(f"{rel}: atoms do not follow the supercell order (max |u| {max_u:.2f} Å)")
-        fc = ref.full_force_constants()
-        n = len(eq)
-        harm_ref = [-(fc.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n) @ x.ravel()).reshape(n, 3) for x in u]
+        phi, n = hessian_matrix(ref), len(eq)
+        harm_ref = [-(phi @ x.ravel()).reshape(n, 3) for x in u]
         f_ref = [a.arrays["REF_forces"] for a in configs]
         draws.append(dict(name=name, ref=ref, eq=eq, u=u, f_ref=f_ref, harm_ref=harm_ref, distance=distance,
                           configs=configs))
@@ -98,16 +105,18 @@ def main() -> None:
         label, path = spec.split("=", 1)
         calc = HedgeNetPhononCalculator(path, dtype="float64")
         parts = {"total": [], "static": [], "harmonic": [], "anharmonic": []}
+        model_phi: dict[bytes, np.ndarray] = {}  # per distinct unit cell and distance: the draws share one
         for d in draws:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model_fc = compute_force_constants(d["ref"].unitcell, calc, [6, 6, 1], distance=d["distance"],
-                                                   progress=False)
-            if not np.allclose(model_fc.supercell.positions, d["eq"].positions):
-                raise RuntimeError("model and reference force-constant supercells differ")
-            fc = model_fc.full_force_constants()
-            n = len(d["eq"])
-            phi = fc.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
+            unit = d["ref"].unitcell
+            key = unit.positions.tobytes() + unit.cell.array.tobytes() + np.float64(d["distance"]).tobytes()
+            if key not in model_phi:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model_fc = compute_force_constants(unit, calc, [6, 6, 1], distance=d["distance"], progress=False)
+                if not np.allclose(model_fc.supercell.positions, d["eq"].positions):
+                    raise RuntimeError("model and reference force-constant supercells differ")
+                model_phi[key] = hessian_matrix(model_fc)
+            phi, n = model_phi[key], len(d["eq"])
             eq = d["eq"].copy()
             eq.calc = calc
             f0 = eq.get_forces().copy()

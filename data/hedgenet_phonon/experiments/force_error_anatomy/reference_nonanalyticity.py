@@ -37,18 +37,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anatomy import displacements  # noqa: E402
 
 
+def gc_block_lines(lines: list[str]) -> list[int]:
+    """Indices into ``lines`` (a ``CH.rebo`` file) of the numbers of its ``# gC1 and gC2`` block, in order: the
+    knot count n, the n knots, then (n − 1) pieces × 6 polynomial coefficients of gC1 and the same of gC2."""
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("# gC1"))
+    numeric: list[int] = []
+    for i in range(start + 1, len(lines)):
+        if lines[i].strip().startswith("#"):
+            if numeric:
+                break  # the next block
+            continue
+        if lines[i].strip():
+            numeric.append(i)
+    return numeric
+
+
 def angular_spline(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Knots (n,) and gC1 polynomial coefficients (n − 1, 6), lowest order first, from a LAMMPS ``CH.rebo``."""
     lines = path.read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip().startswith("# gC1"))
-    numbers = []
-    for line in lines[start + 1:]:
-        if line.strip().startswith("#"):
-            if numbers:
-                break  # the next block
-            continue
-        if line.strip():
-            numbers.append(float(line.split()[0]))
+    numbers = [float(lines[i].split()[0]) for i in gc_block_lines(lines)]
     n = int(numbers[0])
     knots = np.array(numbers[1:1 + n])
     coeffs = np.array(numbers[1 + n:1 + n + 6 * (n - 1)]).reshape(n - 1, 6)

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[4]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "force_error_anatomy"))
+from reference_nonanalyticity import gc_block_lines  # noqa: E402
 FILES = (
     "out/phonon_dataset_large/train.xyz", "out/phonon_dataset_large/valid.xyz", "out/phonon_dataset_large/test.xyz",
     "out/phonon_dataset_large/test_6x6.xyz", "out/phonon_dataset_slides/train.xyz",
@@ -38,8 +41,7 @@ FILES = (
 def smooth_knot_rebo(text: str) -> str:
     """``CH.rebo`` text with the gC1 / gC2 piece right of cos θ = −1/2 replaced by the piece left of it."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip().startswith("# gC1"))
-    numeric = [i for i in range(start + 1, len(lines)) if lines[i].strip() and not lines[i].strip().startswith("#")]
+    numeric = gc_block_lines(lines)
     n = int(float(lines[numeric[0]].split()[0]))
     knots = [float(lines[i].split()[0]) for i in numeric[1:1 + n]]
     k = int(np.argmin(np.abs(np.array(knots) + 0.5)))  # knot index of cos θ = −1/2
