@@ -563,10 +563,21 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
     dict
         ``model_file``, ``metrics`` (per dataset, best EMA model), ``epochs``, ``stopped`` (reason),
         ``history`` (per-epoch records).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``valid_file`` or a ``test_files`` entry does not exist (checked before training starts, since the
+        test files are read only at the end).
     """
     from tqdm.auto import tqdm
 
     cfg = load_train_config(config)
+    missing = [f"{label} {path}" for label, path in
+               [("valid_file", cfg["valid_file"])] + [(f"test_files[{k!r}]", v) for k, v in cfg["test_files"].items()]
+               if path is not None and not Path(path).is_file()]
+    if missing:  # found now, not after hours of training when the final errors are computed
+        raise FileNotFoundError("training config names files that do not exist: " + "; ".join(missing))
     out_dir = Path(cfg["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "train.log"

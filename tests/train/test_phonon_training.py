@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from pathlib import Path
@@ -615,6 +616,32 @@ def test_the_smooth_knot_experiment_relabels_stage_13s_files_and_changes_nothing
                      ("phonon_dataset_large", "phonon_dataset_thermal_extra", "phonon_dataset_thermal_extra2")]
 
 
+def test_the_smooth_knot_scratch_run_is_the_one_hour_recipe_against_the_analytic_reference():
+    """experiments/smooth_knot/train_config_cpu_1h.yaml: cpu_1h's network, seed, shares and 20-epoch anneal, its
+    files relabelled (same names under out/smooth_knot/); only the time cap differs (the anneal is per epoch)."""
+    root = SHIPPED_PHONON
+    one_hour = load_train_config(root / "cpu_1h" / "train_config.yaml")
+    smooth = load_train_config(root / "experiments" / "smooth_knot" / "train_config_cpu_1h.yaml")
+    assert changed_keys(smooth, one_hour) == {"train_file", "valid_file", "test_files", "output_dir",
+                                              "max_time_minutes"}
+    assert one_hour["scheduler"] == smooth["scheduler"] == "cosine" and smooth["max_epochs"] == 20
+
+    def relabelled(path: str) -> Path:
+        return Path(path).parent.parent / "smooth_knot" / Path(path).parent.name / Path(path).name
+
+    assert [dict(p, file=relabelled(p["file"])) for p in one_hour["train_file"]] == \
+        [dict(p, file=Path(p["file"])) for p in smooth["train_file"]]
+    assert Path(smooth["valid_file"]) == relabelled(one_hour["valid_file"])
+    assert {k: Path(v) for k, v in smooth["test_files"].items()} == \
+        {k: relabelled(v) for k, v in one_hour["test_files"].items()}
+    script = root / "experiments" / "smooth_knot" / "make_smooth_knot_sets.py"
+    files = next(node.value for node in ast.parse(script.read_text()).body
+                 if isinstance(node, ast.Assign) and node.targets[0].id == "FILES")
+    relabelled_by_script = {REPO / f for f in ast.literal_eval(files)}
+    read = [p["file"] for p in one_hour["train_file"]] + [one_hour["valid_file"], *one_hour["test_files"].values()]
+    assert {Path(f) for f in read} <= relabelled_by_script
+
+
 def test_the_harmonic_fit_experiment_fine_tunes_the_shipped_model_on_its_own_set():
     """experiments/harmonic_fit: the shipped weights fine-tuned on the ± rattle-pair set alone (its script's
     output folder), uniform force weights; the same 6×6×1 held-out draw as the shipped model's test."""
@@ -626,6 +653,17 @@ def test_the_harmonic_fit_experiment_fine_tunes_the_shipped_model_on_its_own_set
     assert cfg["force_weighting"] == "uniform"
     thirteen = load_train_config(root / "train_config_stage13.yaml")
     assert cfg["test_files"]["test_6x6_300K"] == thirteen["test_files"]["test_6x6_300K"]
+
+
+def test_a_missing_test_file_is_reported_before_training_starts(dataset, tmp_path):
+    data_dir, _ = dataset
+    cfg = _config(data_dir, tmp_path / "run", max_epochs=1,
+                  test_files={"test_3x3": str(data_dir / "test_3x3.xyz"), "gone": str(tmp_path / "gone.xyz")})
+    with pytest.raises(FileNotFoundError, match=r"test_files\['gone'\].*gone.xyz"):
+        train_phonon(cfg, resume=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(FileNotFoundError, match="valid_file"):
+        train_phonon(_config(data_dir, tmp_path / "run", valid_file=str(tmp_path / "none.xyz")), resume=False)
 
 
 def test_select_model_last_epoch_keeps_the_final_ema_weights(dataset, tmp_path):

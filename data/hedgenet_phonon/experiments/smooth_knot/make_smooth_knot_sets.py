@@ -32,7 +32,8 @@ from reference_nonanalyticity import gc_block_lines  # noqa: E402
 FILES = (
     "out/phonon_dataset_large/train.xyz", "out/phonon_dataset_large/valid.xyz", "out/phonon_dataset_large/test.xyz",
     "out/phonon_dataset_large/test_6x6.xyz", "out/phonon_dataset_slides/train.xyz",
-    "out/phonon_dataset_slides/test.xyz", "out/phonon_dataset_thermal_extra/train.xyz",
+    "out/phonon_dataset_slides/valid.xyz", "out/phonon_dataset_slides/test.xyz",
+    "out/phonon_dataset_thermal_extra/train.xyz",
     "out/phonon_dataset_thermal_extra/test_6x6.xyz", "out/phonon_dataset_thermal_extra2/train.xyz",
     "out/phonon_dataset_thermal_extra2/test_6x6.xyz",
 )
