@@ -12,7 +12,7 @@ Run from anywhere (its output is ``weight_average.txt``)::
     OMP_NUM_THREADS=1 python data/hedgenet_phonon/experiments/weight_average/weight_average.py > weight_average.txt
 """
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import torch
@@ -21,9 +21,8 @@ from mlepi_ase.models.phonon import load_phonon_model, read_phonon_model_file
 from mlepi_ase.train.phonon import PhononDataset, evaluate
 
 ROOT = Path(__file__).resolve().parents[4]
-_spec = importlib.util.spec_from_file_location("eval_phonon_heldout", ROOT / "benchmarks" / "eval_phonon_heldout.py")
-heldout = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(heldout)
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import eval_phonon_heldout as heldout  # noqa: E402
 
 torch.set_num_threads(1)
 MODEL_FILES = {"s10": "out/hedgenet_phonon_stage10/hedgenet_phonon.pt",
