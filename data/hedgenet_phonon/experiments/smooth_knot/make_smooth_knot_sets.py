@@ -8,7 +8,7 @@ the equilibrium.  This changes the physics for angles below 120° (smaller G the
 reference, only an analytic one, to test whether the knot is what limits a smooth network's accuracy.
 
 Writes ``<output>/potentials/{CH.rebo, CH_taper.KC}`` and, for every input file (or those named by ``--only``),
-``<output>/<dataset>/<file>``
+``<output>/<dataset>/<file>`` (and the dataset's ``unitcell.xyz``)
 with the same configurations (positions, layers, ``config_type``) and the new ``REF_energy`` /
 ``REF_forces`` / ``REF_stress``; prints the mean |ΔF| between the two references per file.
 
@@ -82,6 +82,8 @@ def main() -> None:
         dest = out / Path(rel).parent.name / Path(rel).name
         dest.parent.mkdir(parents=True, exist_ok=True)
         write_extxyz(dest, relabelled)
+        if (ROOT / rel).with_name("unitcell.xyz").is_file():  # unlabelled; for phonons against this reference
+            shutil.copy((ROOT / rel).with_name("unitcell.xyz"), dest.with_name("unitcell.xyz"))
         diff = np.concatenate([b.arrays["REF_forces"] - a.arrays["REF_forces"] for a, b in zip(configs, relabelled)])
         size = np.concatenate([a.arrays["REF_forces"] for a in configs])
         print(f"{rel}: {len(configs)} configurations, mean |ΔF| {1e3 * np.abs(diff).mean():.1f} meV/Å "
