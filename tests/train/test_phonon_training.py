@@ -642,6 +642,26 @@ def test_the_smooth_knot_scratch_run_is_the_one_hour_recipe_against_the_analytic
     assert {Path(f) for f in read} <= relabelled_by_script
 
 
+def test_the_two_continuations_of_the_one_hour_runs_differ_only_in_reference():
+    """smooth_knot/train_config_cpu_1h_more_{rebo,smooth}.yaml: each one-hour model trained 10 more epochs on its
+    own run's files (second anneal from lr 3e-3, one thread each); they differ in files, start and output only."""
+    root = SHIPPED_PHONON
+    exp = root / "experiments" / "smooth_knot"
+    runs = {"rebo": load_train_config(root / "cpu_1h" / "train_config.yaml"),
+            "smooth": load_train_config(exp / "train_config_cpu_1h.yaml")}
+    more = {k: load_train_config(exp / f"train_config_cpu_1h_more_{k}.yaml") for k in runs}
+    assert changed_keys(more["rebo"], more["smooth"]) == {"train_file", "valid_file", "test_files", "output_dir",
+                                                         "init_model"}
+    for k, run in runs.items():
+        assert changed_keys(more[k], run) - {"max_time_minutes"} == {"output_dir", "init_model", "model",
+                                                                     "num_threads", "max_epochs", "lr"}
+        assert more[k]["max_time_minutes"] == 90  # a guard only: the anneal is per epoch
+        assert Path(more[k]["init_model"]) == Path(run["output_dir"]) / run["model_file"]
+        assert (more[k]["max_epochs"], more[k]["lr"], more[k]["num_threads"]) == (10, 3e-3, 1)
+        assert [more[k][key] for key in ("train_file", "valid_file", "test_files")] == \
+            [run[key] for key in ("train_file", "valid_file", "test_files")]
+
+
 def test_the_harmonic_fit_experiment_fine_tunes_the_shipped_model_on_its_own_set():
     """experiments/harmonic_fit: the shipped weights fine-tuned on the ± rattle-pair set alone (its script's
     output folder), uniform force weights; the same 6×6×1 held-out draw as the shipped model's test."""
