@@ -131,15 +131,13 @@ def gamma_modes(result) -> dict:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def phonons_with(calc, unitcell, supercell, fmax: float = 1e-5, **force_constant_options):
-    """Relax ``unitcell`` at fixed cell with ``calc``, then its supercell force constants (keyword options of
-    :func:`mlepi_ase.phonons.compute_force_constants`, e.g. ``distance``); returns (relaxed cell, result)."""
+def phonons_with(calc, unitcell, supercell, fmax: float = 1e-5):
     from mlepi_ase.phonons import compute_force_constants, relax_positions
 
     relaxed = relax_positions(unitcell, calc, fmax=fmax)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = compute_force_constants(relaxed, calc, supercell, progress=False, **force_constant_options)
+        result = compute_force_constants(relaxed, calc, supercell, progress=False)
     return relaxed, result
 
 

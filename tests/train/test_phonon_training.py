@@ -594,6 +594,11 @@ def test_the_readout_width_experiment_changes_only_the_readout():
     assert (control["max_epochs"], control["max_time_minutes"]) == (3, 64)
 
 
+def _smooth_knot_copy(path: str) -> Path:
+    """Where ``make_smooth_knot_sets.py`` writes the relabelled copy of ``out/<dataset>/<file>``."""
+    return Path(path).parents[1] / "smooth_knot" / Path(path).parent.name / Path(path).name
+
+
 def test_the_smooth_knot_experiment_relabels_stage_13s_files_and_changes_nothing_else():
     """experiments/smooth_knot: stage 13's training files and shares, relabelled (same file names under
     out/smooth_knot/), the readout_width control's settings but 2 epochs / 44 minutes, all three held-out draws."""
@@ -605,12 +610,9 @@ def test_the_smooth_knot_experiment_relabels_stage_13s_files_and_changes_nothing
                                              "max_time_minutes"}
     assert (smooth["max_epochs"], smooth["max_time_minutes"]) == (2, 44)
 
-    def relabelled(path: str) -> Path:
-        return Path(path).parents[1] / "smooth_knot" / Path(path).parent.name / Path(path).name
-
-    assert [dict(p, file=relabelled(p["file"])) for p in control["train_file"]] == \
+    assert [dict(p, file=_smooth_knot_copy(p["file"])) for p in control["train_file"]] == \
         [dict(p, file=Path(p["file"])) for p in smooth["train_file"]]
-    assert Path(smooth["valid_file"]) == relabelled(control["valid_file"])
+    assert Path(smooth["valid_file"]) == _smooth_knot_copy(control["valid_file"])
     draws = sorted(Path(p).relative_to(Path(p).parents[2]) for p in smooth["test_files"].values() if "6x6" in p)
     assert draws == [Path("smooth_knot") / d / "test_6x6.xyz" for d in
                      ("phonon_dataset_large", "phonon_dataset_thermal_extra", "phonon_dataset_thermal_extra2")]
@@ -626,14 +628,11 @@ def test_the_smooth_knot_scratch_run_is_the_one_hour_recipe_against_the_analytic
                                               "max_time_minutes"}
     assert one_hour["scheduler"] == smooth["scheduler"] == "cosine" and smooth["max_epochs"] == 20
 
-    def relabelled(path: str) -> Path:
-        return Path(path).parent.parent / "smooth_knot" / Path(path).parent.name / Path(path).name
-
-    assert [dict(p, file=relabelled(p["file"])) for p in one_hour["train_file"]] == \
+    assert [dict(p, file=_smooth_knot_copy(p["file"])) for p in one_hour["train_file"]] == \
         [dict(p, file=Path(p["file"])) for p in smooth["train_file"]]
-    assert Path(smooth["valid_file"]) == relabelled(one_hour["valid_file"])
+    assert Path(smooth["valid_file"]) == _smooth_knot_copy(one_hour["valid_file"])
     assert {k: Path(v) for k, v in smooth["test_files"].items()} == \
-        {k: relabelled(v) for k, v in one_hour["test_files"].items()}
+        {k: _smooth_knot_copy(v) for k, v in one_hour["test_files"].items()}
     script = root / "experiments" / "smooth_knot" / "make_smooth_knot_sets.py"
     files = next(node.value for node in ast.parse(script.read_text()).body
                  if isinstance(node, ast.Assign) and node.targets[0].id == "FILES")

@@ -12,7 +12,7 @@ This script computes the 6×6×1 Γ modes and Γ–M–K–Γ bands of AB bilaye
 steps, for REBO + KC, for the analytic variant + KC and for HedgeNet-Phonon models, and prints each one's
 Γ modes and band RMS difference from the analytic variant at the smallest step (the common harmonic limit).
 
-Usage (~3 min on one thread; needs ``out/smooth_knot/potentials`` from ``make_smooth_knot_sets.py``)::
+Usage (~35 s on one thread with two models; needs ``out/smooth_knot/potentials`` from ``make_smooth_knot_sets.py``)::
 
     OMP_NUM_THREADS=1 python data/hedgenet_phonon/experiments/smooth_knot/reference_bands_vs_displacement.py \
         --model stage13=data/hedgenet_phonon/hedgenet_phonon.pt --json out/reference_bands_vs_displacement.json
@@ -30,7 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from eval_phonon_model import MODE_LABELS, gamma_modes, phonons_with  # noqa: E402
+from eval_phonon_model import MODE_LABELS, gamma_modes  # noqa: E402
 
 STEPS = (0.04, 0.02, 0.01, 0.005, 0.0025)
 
@@ -48,6 +48,7 @@ def main() -> None:
     from ase.io import read
 
     from mlepi_ase.calculators import HedgeNetPhononCalculator
+    from mlepi_ase.phonons import compute_force_constants, relax_positions
     from mlepi_ase.reference import ReferenceForceField
 
     unit = read(args.unitcell)
@@ -59,10 +60,11 @@ def main() -> None:
     results: dict[str, dict[float, dict]] = {}
     for name, calc in calcs.items():
         results[name] = {}
+        relaxed = relax_positions(unit, calc, fmax=1e-5)  # as eval_phonon_model.py; once per calculator
         for h in steps:
-            relaxed, res = phonons_with(calc, unit, (6, 6, 1), distance=h)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                res = compute_force_constants(relaxed, calc, (6, 6, 1), distance=h, progress=False)
                 bands = res.band_structure(npoints=51)
             results[name][h] = {"gamma": gamma_modes(res), "bands": bands}
     limit = results["analytic variant"][steps[-1]]["bands"]
