@@ -58,6 +58,17 @@ def pooled(results: dict[str, dict[str, float]], n_components: dict[str, int]) -
             "n_configs": sum(r["n_configs"] for r in results.values()), "sets": sorted(results)}
 
 
+def graph_settings(model_config: dict) -> str:
+    """The part of a model's configuration that its neighbour graphs depend on, as a hashable string.
+
+    :func:`mlepi_ase.models.phonon.atoms_to_graph` reads the species list, the heterogeneous switch and the
+    per-relation cutoffs (or the single cutoff of a homogeneous model); models that agree on these share the
+    graphs of a held-out set.
+    """
+    keys = ("species", "heterogeneous", "cutoffs", "cutoff")
+    return json.dumps({k: model_config.get(k) for k in keys}, sort_keys=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH")
@@ -78,12 +89,16 @@ def main() -> None:
     out: dict = {"description": "force errors (float64 evaluation) on the held-out sets; 6x6_300K_pooled = all "
                                 "force components of the three 6x6x1 300 K draws (48 configurations)",
                  "files": sets, "models": {}}
+    graphs: dict[tuple[str, str], PhononDataset] = {}   # models with the same graph settings share graphs
     for spec in args.model:
         name, _, path = spec.partition("=")
         model = load_phonon_model(path, dtype=torch.float64)
         res, n_components = {}, {}
         for key, rel in sets.items():
-            data = PhononDataset.from_file(root / rel, model.config)
+            cache_key = (graph_settings(model.config), key)
+            if cache_key not in graphs:
+                graphs[cache_key] = PhononDataset.from_file(root / rel, model.config)
+            data = graphs[cache_key]
             m = evaluate(model, data)
             res[key] = {k: m[k] for k in ("n_configs", "forces_mae_meV_per_A", "forces_rmse_meV_per_A",
                                           "energy_mae_meV_per_atom")}

@@ -184,8 +184,10 @@ def main() -> None:
         ref_bands = ref.band_structure(npoints=args.npoints)
     ref_gamma = gamma_modes(ref)
     report = {
-        "description": "HedgeNet-Phonon vs the reference force field (REBO + Kolmogorov-Crespi), AB bilayer "
-                       "graphene; models trained on 4x4x1 configurations only",
+        "description": "HedgeNet-Phonon vs the reference force field (REBO + Kolmogorov-Crespi"
+                       + ("" if args.reference_potentials is None else
+                          f", potentials of {args.reference_potentials}")
+                       + "), AB bilayer graphene; models trained on 4x4x1 configurations only",
         "test_file": str(Path(args.test_file)),
         "test_temperature_K": float(test[0].info.get("temperature", float("nan"))),
         "phonon_supercell": args.supercell,
