@@ -663,6 +663,18 @@ def test_the_two_continuations_of_the_one_hour_runs_differ_only_in_reference():
     assert Path(more["smooth"]["init_model"]) == Path(runs["smooth"]["output_dir"]) / runs["smooth"]["model_file"]
 
 
+def test_the_first_shell_run_is_the_one_hour_recipe_with_a_2_angstrom_intra_cutoff():
+    """experiments/first_shell: cpu_1h's network, seed, files and 20-epoch anneal; only the intra-layer cutoff
+    (2.0 instead of 3.2 Å), the thread count and the output folder differ."""
+    root = SHIPPED_PHONON
+    one_hour = load_train_config(root / "cpu_1h" / "train_config.yaml")
+    first_shell = load_train_config(root / "experiments" / "first_shell" / "train_config.yaml")
+    assert changed_keys(first_shell, one_hour) == {"model", "num_threads", "output_dir"}
+    assert changed_keys(first_shell["model"], one_hour["model"]) == {"cutoffs"}
+    assert one_hour["model"]["cutoffs"] == {"intra": 3.2, "inter": 5.0}
+    assert first_shell["model"]["cutoffs"] == {"intra": 2.0, "inter": 5.0}
+
+
 def test_the_harmonic_fit_experiment_fine_tunes_the_shipped_model_on_its_own_set():
     """experiments/harmonic_fit: the shipped weights fine-tuned on the ± rattle-pair set alone (its script's
     output folder), uniform force weights; the same 6×6×1 held-out draw as the shipped model's test."""
