@@ -345,7 +345,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 13),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 14),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -353,7 +353,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     rattles four times, stages 5 and 6 on that plus the slide set twice, stage 7 on that plus the extra thermal
     set, stage 8 on the same files with the small rattles six times and the slides three times, stage 9 on those
     plus the second extra thermal set with the small rattles 14 times and the slides 7 times, the later stages
-    (10-13 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
+    (10-14 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
     architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
@@ -377,7 +377,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     small_x14 = [small_x4[0], {**small_x4[1], "repeat": 13}]
     expected = [small_x4, small_x4 + [slides], small_x4 + [slides], small_x4 + [slides, thermal],
                 small_x6 + [{**slides, "repeat": 3}, thermal], small_x14 + [{**slides, "repeat": 7}, thermal, thermal2]]
-    expected += [expected[-1]] * (n_stages - 9)  # stages 10-13: stage 9's files
+    expected += [expected[-1]] * (n_stages - 9)  # stages 10-14: stage 9's files
     assert [s["train_file"] for s in stages[3:]] == expected
     assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * (n_stages - 2)
     shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
