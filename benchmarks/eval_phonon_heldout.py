@@ -58,17 +58,6 @@ def pooled(results: dict[str, dict[str, float]], n_components: dict[str, int]) -
             "n_configs": sum(r["n_configs"] for r in results.values()), "sets": sorted(results)}
 
 
-def graph_settings(model_config: dict) -> str:
-    """The part of a model's configuration that its neighbour graphs depend on, as a hashable string.
-
-    :func:`mlepi_ase.models.phonon.atoms_to_graph` reads the species list, the heterogeneous switch and the
-    per-relation cutoffs (or the single cutoff of a homogeneous model); models that agree on these share the
-    graphs of a held-out set.
-    """
-    keys = ("species", "heterogeneous", "cutoffs", "cutoff")
-    return json.dumps({k: model_config.get(k) for k in keys}, sort_keys=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH")
@@ -79,6 +68,7 @@ def main() -> None:
     import torch
 
     from mlepi_ase.models import load_phonon_model
+    from mlepi_ase.models.phonon import graph_settings
     from mlepi_ase.train.phonon import PhononDataset, evaluate
 
     root = Path(args.root)

@@ -35,20 +35,3 @@ def test_pooled_errors_equal_those_of_the_concatenated_sets(rng):
     # not the plain mean of the two MAEs (the sets differ in size)
     assert abs(result["forces_mae_meV_per_A"] - np.mean([r["forces_mae_meV_per_A"] for r in per_set.values()])) > 1.0
 
-
-def test_models_share_graphs_only_when_their_graph_settings_agree(ab_bilayer):
-    from mlepi_ase.models.phonon import atoms_to_graph, normalize_phonon_config
-
-    graph_settings = _load_script().graph_settings
-    atoms = ab_bilayer.repeat((2, 2, 1))
-    base = normalize_phonon_config(cutoffs={"intra": 3.2, "inter": 5.0})
-    wider = normalize_phonon_config(base, num_channels=64, num_interactions=3, avg_num_neighbors=7.0)
-    first_shell = normalize_phonon_config(base, cutoffs={"intra": 2.0, "inter": 5.0})
-    homogeneous = normalize_phonon_config(base, heterogeneous=False)
-    assert graph_settings(base) == graph_settings(wider)
-    g1, g2 = atoms_to_graph(atoms, base), atoms_to_graph(atoms, wider)
-    for field in ("edge_index", "shifts", "network", "species"):
-        np.testing.assert_array_equal(getattr(g1, field), getattr(g2, field))
-    keys = {graph_settings(c) for c in (base, first_shell, homogeneous)}
-    assert len(keys) == 3
-    assert atoms_to_graph(atoms, first_shell).edge_index.shape[1] < g1.edge_index.shape[1]

@@ -60,6 +60,7 @@ with ``torch.load(weights_only=True)``: a file that would need to unpickle arbit
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import re
@@ -102,6 +103,7 @@ __all__ = [
     "PhononGraph",
     "GraphBatch",
     "atoms_to_graph",
+    "graph_settings",
     "collate_graphs",
     "normalize_phonon_config",
     "save_phonon_model",
@@ -264,6 +266,18 @@ def _species_index(atoms: Atoms, species: Sequence[int]) -> np.ndarray:
         known = [chemical_symbols[z] for z in species]
         raise ValueError(f"element(s) {names} not known to this model (species {known})")
     return np.array([table[z] for z in numbers], dtype=np.int64)
+
+
+GRAPH_CONFIG_KEYS = ("species", "heterogeneous", "cutoffs", "cutoff")
+
+
+def graph_settings(config: Mapping[str, Any]) -> str:
+    """The part of a model configuration that :func:`atoms_to_graph` reads, as a hashable string.
+
+    Models whose settings agree (species, heterogeneous switch, per-relation cutoffs or the single cutoff)
+    build identical graphs of the same structure, so an evaluation of several models can build them once.
+    """
+    return json.dumps({k: config.get(k) for k in GRAPH_CONFIG_KEYS}, sort_keys=True)
 
 
 def atoms_to_graph(atoms: Atoms, config: Mapping[str, Any]) -> PhononGraph:

@@ -263,3 +263,20 @@ def test_layers_are_detected_without_touching_the_atoms(rng):
     del atoms.arrays["layer"]
     assert energy(model, atoms) == pytest.approx(ref, abs=1e-12)  # flat layers found by z clustering
     assert "layer" not in atoms.arrays
+
+
+def test_models_share_graphs_only_when_their_graph_settings_agree(ab_bilayer):
+    from mlepi_ase.models.phonon import atoms_to_graph, graph_settings, normalize_phonon_config
+
+    atoms = ab_bilayer.repeat((2, 2, 1))
+    base = normalize_phonon_config(cutoffs={"intra": 3.2, "inter": 5.0})
+    wider = normalize_phonon_config(base, num_channels=64, num_interactions=3, avg_num_neighbors=7.0)
+    first_shell = normalize_phonon_config(base, cutoffs={"intra": 2.0, "inter": 5.0})
+    homogeneous = normalize_phonon_config(base, heterogeneous=False)
+    assert graph_settings(base) == graph_settings(wider)
+    g1, g2 = atoms_to_graph(atoms, base), atoms_to_graph(atoms, wider)
+    for field in ("edge_index", "shifts", "network", "species"):
+        np.testing.assert_array_equal(getattr(g1, field), getattr(g2, field))
+    keys = {graph_settings(c) for c in (base, first_shell, homogeneous)}
+    assert len(keys) == 3
+    assert atoms_to_graph(atoms, first_shell).edge_index.shape[1] < g1.edge_index.shape[1]
