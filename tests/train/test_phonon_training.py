@@ -675,6 +675,56 @@ def test_the_first_shell_run_is_the_one_hour_recipe_with_a_2_angstrom_intra_cuto
     assert first_shell["model"]["cutoffs"] == {"intra": 2.0, "inter": 5.0}
 
 
+def test_the_hot_run_is_stage_14s_recipe_from_stage_14_with_the_hot_set_added():
+    """experiments/hot_1000K: stage 14's files plus the hot 800/1000 K set, started from stage 14's output; the
+    recipe differs only in seed and time budget (and the extra held-out file), and the hot training set is drawn
+    with another seed and other settings than the check set it is judged on."""
+    root = SHIPPED_PHONON
+    folder = root / "experiments" / "hot_1000K"
+    stage14 = load_train_config(root / "train_config_stage14.yaml")
+    hot = load_train_config(folder / "train_config.yaml")
+    assert changed_keys(hot, stage14) == {"train_file", "test_files", "output_dir", "init_model", "seed",
+                                          "max_time_minutes"}
+    assert Path(hot["init_model"]) == Path(stage14["output_dir"]) / stage14["model_file"]
+    hot_train = Path(hot["train_file"][-1]["file"])
+    assert hot["train_file"][:-1] == stage14["train_file"] and hot_train.parent.name == "phonon_dataset_hot_train"
+    assert {k: v for k, v in hot["test_files"].items() if k != "hot_1000K_6x6"} == stage14["test_files"]
+    assert Path(hot["test_files"]["hot_1000K_6x6"]).parent.name == "phonon_dataset_hot"
+    train_settings = yaml.safe_load((folder / "dataset_train.yaml").read_text())
+    check_settings = yaml.safe_load((folder / "dataset_check.yaml").read_text())
+    assert train_settings["temperatures"] == [800.0, 1000.0] and check_settings["temperatures"] == [1000.0]
+    assert (train_settings["valid_fraction"], train_settings["test_fraction"]) == (0.0, 0.0)
+    commands = {name: (folder / name).read_text() for name in ("dataset_train.yaml", "dataset_check.yaml")}
+    assert "--seed 12" in commands["dataset_train.yaml"] and "--seed 11" in commands["dataset_check.yaml"]
+
+
+def test_hot_check_geometry_of_flat_and_displaced_sites():
+    """worst_atoms.atom_geometry: a flat AB layer gives 1.42 Å bonds, 120° angles, no pyramidal height and second
+    neighbours at a = 2.46 Å; lifting one atom by dz gives pyramidal height dz (its neighbours stay in plane) and
+    bonds sqrt(1.42² + dz²); the other layer never counts as a neighbour."""
+    import importlib.util
+
+    from mlepi_ase.structures import GRAPHENE_A, bilayer_graphene
+
+    script = SHIPPED_PHONON / "experiments" / "hot_1000K" / "worst_atoms.py"
+    spec = importlib.util.spec_from_file_location("worst_atoms", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    atoms = bilayer_graphene(size=(3, 3))
+    bond = GRAPHENE_A / np.sqrt(3)
+    flat = module.atom_geometry(atoms, 0)
+    np.testing.assert_allclose(flat["bonds_A"], [bond] * 3, atol=1e-3)
+    np.testing.assert_allclose(flat["angles_deg"], [120.0] * 3, atol=0.1)
+    assert flat["pyramidal_height_A"] < 1e-3
+    assert abs(flat["second_neighbour_A"] - GRAPHENE_A) < 1e-3
+    dz = 0.2
+    atoms.positions[0, 2] += dz
+    lifted = module.atom_geometry(atoms, 0)
+    assert abs(lifted["pyramidal_height_A"] - dz) < 1e-3
+    np.testing.assert_allclose(lifted["bonds_A"], [np.hypot(bond, dz)] * 3, atol=1e-3)
+    assert all(angle < 120.0 for angle in lifted["angles_deg"])
+
+
 def test_the_harmonic_fit_experiment_fine_tunes_the_shipped_model_on_its_own_set():
     """experiments/harmonic_fit: the shipped weights fine-tuned on the ± rattle-pair set alone (its script's
     output folder), uniform force weights; the same 6×6×1 held-out draw as the shipped model's test."""
