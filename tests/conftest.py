@@ -59,3 +59,22 @@ def run_tutorial():
         return proc
 
     return run
+
+
+@pytest.fixture
+def load_script():
+    """Import a script file that is not part of the package (a benchmark or an experiment's helper).
+
+    Returns a function ``(path) -> module`` that executes the file as a module named after its stem.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    def load(path):
+        path = Path(path)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

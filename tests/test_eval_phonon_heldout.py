@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +10,8 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_phonon_heldout.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("eval_phonon_heldout", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_pooled_errors_equal_those_of_the_concatenated_sets(rng):
-    pooled = _load_script().pooled
+def test_pooled_errors_equal_those_of_the_concatenated_sets(rng, load_script):
+    pooled = load_script(SCRIPT).pooled
     # two "sets" of different sizes and error scales: force-error components (meV/Å) per configuration
     sizes = {"a": (16, 144), "b": (5, 64)}  # (configurations, atoms per configuration)
     errors = {k: rng.normal(scale=10.0 * (i + 1), size=(n, atoms, 3))

@@ -698,18 +698,13 @@ def test_the_hot_run_is_stage_14s_recipe_from_stage_14_with_the_hot_set_added():
     assert "--seed 12" in commands["dataset_train.yaml"] and "--seed 11" in commands["dataset_check.yaml"]
 
 
-def test_hot_check_geometry_of_flat_and_displaced_sites():
+def test_hot_check_geometry_of_flat_and_displaced_sites(load_script):
     """worst_atoms.atom_geometry: a flat AB layer gives 1.42 Å bonds, 120° angles, no pyramidal height and second
     neighbours at a = 2.46 Å; lifting one atom by dz gives pyramidal height dz (its neighbours stay in plane) and
     bonds sqrt(1.42² + dz²); the other layer never counts as a neighbour."""
-    import importlib.util
+    from mlepi_ase.structures import GRAPHENE_A
 
-    from mlepi_ase.structures import GRAPHENE_A, bilayer_graphene
-
-    script = SHIPPED_PHONON / "experiments" / "hot_1000K" / "worst_atoms.py"
-    spec = importlib.util.spec_from_file_location("worst_atoms", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(SHIPPED_PHONON / "experiments" / "hot_1000K" / "worst_atoms.py")
     atoms = bilayer_graphene(size=(3, 3))
     bond = GRAPHENE_A / np.sqrt(3)
     flat = module.atom_geometry(atoms, 0)

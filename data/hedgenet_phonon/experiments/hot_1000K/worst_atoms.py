@@ -5,11 +5,11 @@ plane by 0.19 Å, reference force 10.2 eV/Å) that the fine-tuned stages 5-9 got
 pointing the opposite way).  That draw is not kept, so this script looks at fresh 1000 K draws (``dataset_check.yaml``
 beside it: 512 4×4×1 and 32 6×6×1 configurations, none trained on) for atoms of that kind, model by model.
 
-Per model and file, and pooled over the files of one supercell size: force MAE and RMSE (meV/Å, all components); per atom the error norm |F - F_ref| (eV/Å): its
-largest value, the 99.9th percentile and the number of atoms above 1 eV/Å; for the worst atom its reference and
-model force norms, their cosine and its local distortion (:func:`atom_geometry`: bonds, bond angles, pyramidal
-height, nearest second neighbour).  A model that sends some distorted atom's force the wrong way shows a cosine near -1 and an error of
-tens of eV/Å there.
+Per model and file, and pooled over the files of one supercell size: force MAE and RMSE (meV/Å, all components);
+per atom the error norm |F - F_ref| (eV/Å): its largest value, the 99.9th percentile and the number of atoms above
+1 eV/Å; for the worst atom its reference and model force norms, their cosine and its local distortion
+(:func:`atom_geometry`: bonds, bond angles, pyramidal height, nearest second neighbour).  A model that sends some
+distorted atom's force the wrong way shows a cosine near -1 and an error of tens of eV/Å there.
 
 Usage (~1.5 min per model on one thread for the default files)::
 
@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[4]
 FILES = ("out/phonon_dataset_hot/train.xyz", "out/phonon_dataset_hot/valid.xyz",
          "out/phonon_dataset_hot/test.xyz", "out/phonon_dataset_hot/test_6x6.xyz")
 LARGE_ERROR = 1.0  # eV/Å
+LARGE_ERROR_KEY = f"n_atoms_error_above_{LARGE_ERROR:g}_eV_per_A"
 
 
 def atom_geometry(atoms, index: int) -> dict[str, object]:
@@ -93,14 +94,15 @@ def summarise(configs, forces) -> dict[str, object]:
             "forces_rmse_meV_per_A": float(1e3 * np.sqrt((e ** 2).mean())),
             "atom_error_max_eV_per_A": float(per_atom.max()),
             "atom_error_p99.9_eV_per_A": float(np.percentile(per_atom, 99.9)),
-            f"n_atoms_error_above_{LARGE_ERROR:g}_eV_per_A": int((per_atom > LARGE_ERROR).sum()),
+            LARGE_ERROR_KEY: int((per_atom > LARGE_ERROR).sum()),
             "worst_atom": worst}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH")
-    parser.add_argument("--file", action="append", help=f"extxyz file(s), relative to the repository (default: {FILES})")
+    parser.add_argument("--file", action="append",
+                        help=f"extxyz file(s), relative to the repository (default: {FILES})")
     parser.add_argument("--output", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args()
 
@@ -123,9 +125,9 @@ def main() -> None:
         result["models"][name] = {"path": path, "sets": rows}
         for set_name, r in rows.items():
             w = r["worst_atom"]
-            print(f"{name:12s} {set_name:14s} MAE {r['forces_mae_meV_per_A']:6.2f} RMSE {r['forces_rmse_meV_per_A']:6.2f} "
-                  f"meV/Å | atom error max {r['atom_error_max_eV_per_A']:.3f} p99.9 {r['atom_error_p99.9_eV_per_A']:.3f} "
-                  f"eV/Å, >{LARGE_ERROR:g}: {r[f'n_atoms_error_above_{LARGE_ERROR:g}_eV_per_A']} | worst: |F_ref| "
+            print(f"{name:12s} {set_name:14s} MAE {r['forces_mae_meV_per_A']:6.2f} "
+                  f"RMSE {r['forces_rmse_meV_per_A']:6.2f} meV/Å | atom error max {r['atom_error_max_eV_per_A']:.3f} "
+                  f"p99.9 {r['atom_error_p99.9_eV_per_A']:.3f} eV/Å, >{LARGE_ERROR:g}: {r[LARGE_ERROR_KEY]} | worst: |F_ref| "
                   f"{w['ref_norm_eV_per_A']:.2f} |F| {w['model_norm_eV_per_A']:.2f} cos {w['cosine']:+.2f} "
                   f"bonds {w['bonds_A']} angles {w['angles_deg']} pyr {w['pyramidal_height_A']:.3f} "
                   f"2nd {w['second_neighbour_A']:.3f}", flush=True)
