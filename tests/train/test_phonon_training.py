@@ -345,7 +345,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 14),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 16),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -353,7 +353,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     rattles four times, stages 5 and 6 on that plus the slide set twice, stage 7 on that plus the extra thermal
     set, stage 8 on the same files with the small rattles six times and the slides three times, stage 9 on those
     plus the second extra thermal set with the small rattles 14 times and the slides 7 times, the later stages
-    (10-14 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
+    (10-16 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
     architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
@@ -377,7 +377,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     small_x14 = [small_x4[0], {**small_x4[1], "repeat": 13}]
     expected = [small_x4, small_x4 + [slides], small_x4 + [slides], small_x4 + [slides, thermal],
                 small_x6 + [{**slides, "repeat": 3}, thermal], small_x14 + [{**slides, "repeat": 7}, thermal, thermal2]]
-    expected += [expected[-1]] * (n_stages - 9)  # stages 10-14: stage 9's files
+    expected += [expected[-1]] * (n_stages - 9)  # stages 10 onwards: stage 9's files
     assert [s["train_file"] for s in stages[3:]] == expected
     assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * (n_stages - 2)
     shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
@@ -580,7 +580,7 @@ def test_stage_13_and_the_cpu_force_floor_experiment_change_only_what_they_say()
 
 
 def test_the_readout_width_experiment_changes_only_the_readout():
-    """experiments/readout_width: two CPU fine-tunings of the shipped stage 13 with stage 13's own files and
+    """experiments/readout_width: two CPU fine-tunings of stage 13 (shipped then) with stage 13's own files and
     settings (3 epochs, a 64-minute anneal), one with the last readout MLP widened 16 -> 128, one control."""
     root = SHIPPED_PHONON
     thirteen = load_train_config(root / "train_config_stage13.yaml")
@@ -590,7 +590,7 @@ def test_the_readout_width_experiment_changes_only_the_readout():
     assert (wide["widen_readout"], control["widen_readout"]) == (128, None)
     assert load_phonon_model(root / "hedgenet_phonon.pt").config["readout_mlp"] == 16
     assert changed_keys(control, thirteen) == {"output_dir", "init_model", "max_epochs", "max_time_minutes"}
-    assert Path(control["init_model"]) == root / "hedgenet_phonon.pt"
+    assert Path(control["init_model"]) == Path(thirteen["output_dir"]) / thirteen["model_file"]
     assert (control["max_epochs"], control["max_time_minutes"]) == (3, 64)
 
 
@@ -675,6 +675,37 @@ def test_the_first_shell_run_is_the_one_hour_recipe_with_a_2_angstrom_intra_cuto
     assert first_shell["model"]["cutoffs"] == {"intra": 2.0, "inter": 5.0}
 
 
+def test_stages_15_16_and_the_gpu_stage15_experiment_change_only_what_they_say():
+    """Stage 15 is stage 14's files and loss from the stage-14 weights moved to the GPU (device, threads, seed, a
+    7-minute budget at batch 64 and a doubled lr, plus the 4x4x1 test split); its partner in
+    experiments/gpu_stage15 differs from it only in batch (32), lr (3e-4) and output; stage 16 continues stage 15
+    with a lower peak lr and a shorter budget.  Each history ends with the lr annealed to its floor, after the
+    number of epochs the READMEs give."""
+    root = SHIPPED_PHONON
+    fourteen, fifteen, sixteen = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (14, 15, 16))
+    partner = load_train_config(root / "experiments" / "gpu_stage15" / "train_config_bs32.yaml")
+
+    assert changed_keys(fifteen, fourteen) == {"output_dir", "init_model", "device", "seed", "num_threads",
+                                               "batch_size", "max_time_minutes", "lr", "test_files"}
+    assert Path(fifteen["init_model"]) == Path(fourteen["output_dir"]) / fourteen["model_file"]
+    assert fifteen["test_files"] == {**fourteen["test_files"], "test_4x4": fourteen["valid_file"].replace(
+        "valid.xyz", "test.xyz")}
+    assert (fifteen["device"], fifteen["batch_size"], fifteen["lr"], fifteen["max_time_minutes"]) == \
+        ("cuda", 64, 6e-4, 7.0)
+    assert changed_keys(partner, fifteen) == {"output_dir", "batch_size", "lr"}
+    assert (partner["batch_size"], partner["lr"]) == (32, 3e-4)
+    assert changed_keys(sixteen, fifteen) == {"output_dir", "init_model", "max_time_minutes", "lr"}
+    assert Path(sixteen["init_model"]) == Path(fifteen["output_dir"]) / fifteen["model_file"]
+    assert sixteen["lr"] < fifteen["lr"] and sixteen["max_time_minutes"] < fifteen["max_time_minutes"]
+    for history_file, cfg, epochs in [(root / "training_history_stage15.json", fifteen, 35),
+                                      (root / "training_history_stage16.json", sixteen, 18),
+                                      (root / "experiments" / "gpu_stage15" / "training_history_bs32.json",
+                                       partner, 19)]:
+        history = json.loads(history_file.read_text())
+        assert [h["epoch"] for h in history] == list(range(epochs))
+        assert history[-1]["lr"] < 2 * cfg["min_lr"]
+
+
 def test_the_hot_run_is_stage_14s_recipe_from_stage_14_with_the_hot_set_added():
     """experiments/hot_1000K: stage 14's files plus the hot 800/1000 K set, started from stage 14's output; the
     recipe differs only in seed and time budget (and the extra held-out file), and the hot training set is drawn
@@ -721,11 +752,12 @@ def test_hot_check_geometry_of_flat_and_displaced_sites(load_script):
 
 
 def test_the_harmonic_fit_experiment_fine_tunes_the_shipped_model_on_its_own_set():
-    """experiments/harmonic_fit: the shipped weights fine-tuned on the ± rattle-pair set alone (its script's
+    """experiments/harmonic_fit: the stage-13 weights (shipped then) fine-tuned on the ± rattle-pair set alone (its script's
     output folder), uniform force weights; the same 6×6×1 held-out draw as the shipped model's test."""
     root = SHIPPED_PHONON
     cfg = load_train_config(root / "experiments" / "harmonic_fit" / "train_config_ft_stage13.yaml")
-    assert Path(cfg["init_model"]) == root / "hedgenet_phonon.pt"
+    thirteen = load_train_config(root / "train_config_stage13.yaml")
+    assert Path(cfg["init_model"]) == Path(thirteen["output_dir"]) / thirteen["model_file"]
     assert Path(cfg["train_file"]).parent.name == "phonon_dataset_harmonic"
     assert Path(cfg["valid_file"]).parent.name == "phonon_dataset_harmonic"
     assert cfg["force_weighting"] == "uniform"

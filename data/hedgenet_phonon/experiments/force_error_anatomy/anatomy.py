@@ -26,7 +26,7 @@ itself (second order in the displacement distance for ± displacements).
 Usage (one thread: ~3 min per model)::
 
     OMP_NUM_THREADS=1 python data/hedgenet_phonon/experiments/force_error_anatomy/anatomy.py \
-        --model stage13=data/hedgenet_phonon/hedgenet_phonon.pt > anatomy.txt
+        --model stage13=out/hedgenet_phonon_stage13/hedgenet_phonon.pt > anatomy.txt
 """
 
 from __future__ import annotations

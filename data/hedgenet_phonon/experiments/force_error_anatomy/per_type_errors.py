@@ -8,7 +8,7 @@ the MAE per Cartesian component.
 Usage (~20 s per model on one thread)::
 
     OMP_NUM_THREADS=1 python data/hedgenet_phonon/experiments/force_error_anatomy/per_type_errors.py \
-        --model stage13=data/hedgenet_phonon/hedgenet_phonon.pt > per_type_errors.txt
+        --model stage13=out/hedgenet_phonon_stage13/hedgenet_phonon.pt > per_type_errors.txt
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Three checks (~1 min on one thread):
 Usage::
 
     OMP_NUM_THREADS=1 python data/hedgenet_phonon/experiments/force_error_anatomy/reference_nonanalyticity.py \
-        --model stage13=data/hedgenet_phonon/hedgenet_phonon.pt > reference_nonanalyticity.txt
+        --model stage13=out/hedgenet_phonon_stage13/hedgenet_phonon.pt > reference_nonanalyticity.txt
 """
 
 from __future__ import annotations

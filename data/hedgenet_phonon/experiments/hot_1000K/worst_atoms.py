@@ -14,7 +14,7 @@ distorted atom's force the wrong way shows a cosine near -1 and an error of tens
 Usage (~1.5 min per model on one thread for the default files)::
 
     OMP_NUM_THREADS=1 python data/hedgenet_phonon/experiments/hot_1000K/worst_atoms.py \
-        --model stage14=data/hedgenet_phonon/hedgenet_phonon.pt --output worst_atoms.json
+        --model stage14=out/hedgenet_phonon_stage14/hedgenet_phonon.pt --output worst_atoms.json
 
 Writes ``--output`` (JSON; the table is printed too).
 """

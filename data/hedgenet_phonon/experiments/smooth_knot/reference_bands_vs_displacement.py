@@ -15,7 +15,7 @@ steps, for REBO + KC, for the analytic variant + KC and for HedgeNet-Phonon mode
 Usage (~35 s on one thread with two models; needs ``out/smooth_knot/potentials`` from ``make_smooth_knot_sets.py``)::
 
     OMP_NUM_THREADS=1 python data/hedgenet_phonon/experiments/smooth_knot/reference_bands_vs_displacement.py \
-        --model stage13=data/hedgenet_phonon/hedgenet_phonon.pt --json out/reference_bands_vs_displacement.json
+        --model stage13=out/hedgenet_phonon_stage13/hedgenet_phonon.pt --json out/reference_bands_vs_displacement.json
 """
 
 from __future__ import annotations
