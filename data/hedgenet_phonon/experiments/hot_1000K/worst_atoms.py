@@ -53,8 +53,8 @@ def atom_geometry(atoms, index: int) -> dict[str, object]:
     lengths = np.linalg.norm(vectors, axis=1)
     order = np.argsort(lengths)
     bonds = vectors[order[:3]]
-    angles = [np.degrees(np.arccos(bonds[p] @ bonds[q] / (np.linalg.norm(bonds[p]) * np.linalg.norm(bonds[q]))))
-              for p, q in ((0, 1), (0, 2), (1, 2))]
+    units = bonds / np.linalg.norm(bonds, axis=1)[:, None]
+    angles = [np.degrees(np.arccos(np.clip(units[p] @ units[q], -1.0, 1.0))) for p, q in ((0, 1), (0, 2), (1, 2))]
     normal = np.cross(bonds[1] - bonds[0], bonds[2] - bonds[0])
     height = abs(bonds[0] @ normal) / np.linalg.norm(normal)
     return {"bonds_A": [round(float(b), 3) for b in lengths[order[:3]]],
