@@ -706,6 +706,29 @@ def test_stages_15_16_and_the_gpu_stage15_experiment_change_only_what_they_say()
         assert history[-1]["lr"] < 2 * cfg["min_lr"]
 
 
+def test_the_cpu_stage17_runs_are_stage_14s_cpu_recipe_from_stage_16_and_differ_only_in_the_hot_share():
+    """experiments/cpu_stage17: stage 14's CPU recipe and files from stage 16's output (another seed and budget, the
+    4x4x1 split and the 1000 K check file as extra test sets); the hot run adds only the 128-sample 1000 K set,
+    drawn with a seed and settings of its own (not the check set's)."""
+    root = SHIPPED_PHONON
+    folder = root / "experiments" / "cpu_stage17"
+    fourteen, sixteen = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (14, 16))
+    plain, hot = (load_train_config(folder / f"train_config_{n}.yaml") for n in ("plain", "hot128"))
+    assert changed_keys(plain, fourteen) == {"output_dir", "init_model", "seed", "max_time_minutes", "test_files"}
+    assert Path(plain["init_model"]) == Path(sixteen["output_dir"]) / sixteen["model_file"]
+    assert {k: v for k, v in plain["test_files"].items() if k in fourteen["test_files"]} == fourteen["test_files"]
+    assert changed_keys(hot, plain) == {"train_file", "output_dir"}
+    assert hot["train_file"][:-1] == plain["train_file"]
+    assert Path(hot["train_file"][-1]["file"]).parent.name == "phonon_dataset_hot128"
+    settings = yaml.safe_load((folder / "dataset_hot128.yaml").read_text())
+    check = yaml.safe_load((root / "experiments" / "hot_1000K" / "dataset_check.yaml").read_text())
+    assert settings["temperatures"] == [1000.0] and settings["n_thermal"] == [128]
+    assert "--seed 13" in (folder / "dataset_hot128.yaml").read_text() and settings != check
+    for name, cfg in (("plain", plain), ("hot128", hot)):
+        history = json.loads((folder / f"training_history_{name}.json").read_text())
+        assert [h["epoch"] for h in history] == [0, 1, 2] and history[-1]["lr"] < 2 * cfg["min_lr"]
+
+
 def test_the_hot_run_is_stage_14s_recipe_from_stage_14_with_the_hot_set_added():
     """experiments/hot_1000K: stage 14's files plus the hot 800/1000 K set, started from stage 14's output; the
     recipe differs only in seed and time budget (and the extra held-out file), and the hot training set is drawn
