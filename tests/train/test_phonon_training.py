@@ -35,6 +35,19 @@ def changed_keys(a: dict, b: dict) -> set:
     return {k for k in a if a[k] != b[k]}
 
 
+def starts_from(cfg: dict, prev: dict) -> bool:
+    """Whether training configuration ``cfg`` fine-tunes the model file that ``prev`` writes."""
+    return Path(cfg["init_model"]) == Path(prev["output_dir"]) / prev["model_file"]
+
+
+def annealed_history(path: Path, cfg: dict, n_epochs: int) -> list[dict]:
+    """The per-epoch history at ``path``, checked to hold epochs 0 .. n_epochs-1 and to end at ``cfg``'s lr floor."""
+    history = json.loads(Path(path).read_text())
+    assert [h["epoch"] for h in history] == list(range(n_epochs))
+    assert history[-1]["lr"] < 2 * cfg["min_lr"]
+    return history
+
+
 TINY_DATA = dict(train_supercell=[2, 2], test_supercell=[3, 3], temperatures=[300.0], n_thermal=[8],
                  rattle_amplitudes=[0.01, 0.04], n_rattle=[3, 3], n_stacking=4, n_slide=3, n_test_thermal=2,
                  valid_fraction=0.2, test_fraction=0.1)
@@ -362,7 +375,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     assert not (root / f"train_config_stage{n_stages + 1}.yaml").exists()
     assert stages[0]["init_model"] is None and stages[0]["model"]
     for prev, cur in zip(stages, stages[1:]):
-        assert Path(cur["init_model"]) == Path(prev["output_dir"]) / prev["model_file"]
+        assert starts_from(cur, prev)
         assert cur["valid_file"] == prev["valid_file"]
     assert {s["train_file"] for s in stages[:3]} == {stages[0]["train_file"]}
     dataset = stages[0]["train_file"]
@@ -511,10 +524,9 @@ def test_stage_10_and_the_cpu_widen_experiment_change_only_what_they_say():
     assert changed_keys(wide, same) == {"widen_channels", "output_dir"} and wide["widen_channels"] == 64
     # the run was stopped by hand after its fourth epoch, where max_epochs stops the recipe
     assert changed_keys(same, ten) == {"output_dir", "max_epochs"} and ten["max_epochs"] == 4
-    assert Path(ten["init_model"]) == Path(nine["output_dir"]) / nine["model_file"]
-    history = json.loads((root / "training_history_stage10.json").read_text())
-    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
-    assert history[-1]["lr"] < 2 * ten["min_lr"] and history[-1]["elapsed_s"] < 60 * ten["max_time_minutes"]
+    assert starts_from(ten, nine)
+    history = annealed_history(root / "training_history_stage10.json", ten, 4)
+    assert history[-1]["elapsed_s"] < 60 * ten["max_time_minutes"]
 
 
 def test_stages_11_12_and_the_gpu_stage11_experiment_change_only_what_they_say():
@@ -533,25 +545,23 @@ def test_stages_11_12_and_the_gpu_stage11_experiment_change_only_what_they_say()
     wide = load_train_config(exp / "train_config_het128.yaml")
 
     assert changed_keys(eleven, nine) == {"output_dir", "init_model", "evaluate_train_set"}
-    assert Path(eleven["init_model"]) == Path(ten["output_dir"]) / ten["model_file"]
+    assert starts_from(eleven, ten)
     assert changed_keys(twelve, eleven) == {"output_dir", "init_model", "max_time_minutes", "lr"}
     assert twelve["lr"] < eleven["lr"] and twelve["max_time_minutes"] < eleven["max_time_minutes"]
     assert changed_keys(hom_ten, eleven) == {"output_dir", "init_model"}
-    assert Path(hom_ten["init_model"]) == Path(hom_nine["output_dir"]) / hom_nine["model_file"]
+    assert starts_from(hom_ten, hom_nine)
     assert changed_keys(partner, eleven) == {"output_dir", "init_model"}
-    assert Path(partner["init_model"]) == Path(nine["output_dir"]) / nine["model_file"]
+    assert starts_from(partner, nine)
     assert changed_keys(wide, eleven) == {"output_dir", "widen_channels"} and wide["widen_channels"] == 128
     fresh = load_train_config(exp.parent / "cpu_fresh_thermal" / "train_config.yaml")  # tried as stage 13
     assert changed_keys(fresh, ten) == {"output_dir", "init_model", "max_time_minutes", "max_epochs", "train_file"}
-    assert Path(fresh["init_model"]) == Path(twelve["output_dir"]) / twelve["model_file"]
+    assert starts_from(fresh, twelve)
     assert [f["file"].replace("thermal_extra3", "thermal_extra2") for f in fresh["train_file"]] == \
         [f["file"] for f in ten["train_file"]]
     for history_file, cfg, epochs in [(root / "training_history_stage11.json", eleven, 10),
                                       (root / "training_history_stage12.json", twelve, 7),
                                       (root / "ablation_homogeneous" / "training_history_stage10.json", hom_ten, 9)]:
-        history = json.loads(history_file.read_text())
-        assert [h["epoch"] for h in history] == list(range(epochs))
-        assert history[-1]["lr"] < 2 * cfg["min_lr"]
+        annealed_history(history_file, cfg, epochs)
 
 
 def test_stage_13_and_the_cpu_force_floor_experiment_change_only_what_they_say():
@@ -571,12 +581,11 @@ def test_stage_13_and_the_cpu_force_floor_experiment_change_only_what_they_say()
     assert twelve["force_weight_floor"] == 0.1
     assert changed_keys(floor1, fresh) == {"output_dir", "lr", "max_time_minutes", "max_epochs", "train_file"}
     assert floor1["lr"] == twelve["lr"] and floor1["train_file"] == twelve["train_file"]
-    assert Path(floor1["init_model"]) == Path(twelve["output_dir"]) / twelve["model_file"]
+    assert starts_from(floor1, twelve)
     thirteen = load_train_config(root / "train_config_stage13.yaml")
     assert changed_keys(thirteen, floor1) == {"output_dir"}
-    history = json.loads((root / "training_history_stage13.json").read_text())
+    history = annealed_history(root / "training_history_stage13.json", thirteen, 4)
     assert history == json.loads((exp / "cpu_force_floor" / "training_history_floor0.1.json").read_text())
-    assert [h["epoch"] for h in history] == [0, 1, 2, 3] and history[-1]["lr"] < 2 * thirteen["min_lr"]
 
 
 def test_the_readout_width_experiment_changes_only_the_readout():
@@ -590,7 +599,7 @@ def test_the_readout_width_experiment_changes_only_the_readout():
     assert (wide["widen_readout"], control["widen_readout"]) == (128, None)
     assert load_phonon_model(root / "hedgenet_phonon.pt").config["readout_mlp"] == 16
     assert changed_keys(control, thirteen) == {"output_dir", "init_model", "max_epochs", "max_time_minutes"}
-    assert Path(control["init_model"]) == Path(thirteen["output_dir"]) / thirteen["model_file"]
+    assert starts_from(control, thirteen)
     assert (control["max_epochs"], control["max_time_minutes"]) == (3, 64)
 
 
@@ -660,7 +669,7 @@ def test_the_two_continuations_of_the_one_hour_runs_differ_only_in_reference():
             [run[key] for key in ("train_file", "valid_file", "test_files")]
     # the REBO run's model is kept in data/ (cpu_1h/), the analytic-variant run's in its output folder
     assert Path(more["rebo"]["init_model"]) == root / "cpu_1h" / "hedgenet_phonon.pt"
-    assert Path(more["smooth"]["init_model"]) == Path(runs["smooth"]["output_dir"]) / runs["smooth"]["model_file"]
+    assert starts_from(more["smooth"], runs["smooth"])
 
 
 def test_the_first_shell_run_is_the_one_hour_recipe_with_a_2_angstrom_intra_cutoff():
@@ -687,7 +696,7 @@ def test_stages_15_16_and_the_gpu_stage15_experiment_change_only_what_they_say()
 
     assert changed_keys(fifteen, fourteen) == {"output_dir", "init_model", "device", "seed", "num_threads",
                                                "batch_size", "max_time_minutes", "lr", "test_files"}
-    assert Path(fifteen["init_model"]) == Path(fourteen["output_dir"]) / fourteen["model_file"]
+    assert starts_from(fifteen, fourteen)
     assert fifteen["test_files"] == {**fourteen["test_files"], "test_4x4": fourteen["valid_file"].replace(
         "valid.xyz", "test.xyz")}
     assert (fifteen["device"], fifteen["batch_size"], fifteen["lr"], fifteen["max_time_minutes"]) == \
@@ -695,15 +704,13 @@ def test_stages_15_16_and_the_gpu_stage15_experiment_change_only_what_they_say()
     assert changed_keys(partner, fifteen) == {"output_dir", "batch_size", "lr"}
     assert (partner["batch_size"], partner["lr"]) == (32, 3e-4)
     assert changed_keys(sixteen, fifteen) == {"output_dir", "init_model", "max_time_minutes", "lr"}
-    assert Path(sixteen["init_model"]) == Path(fifteen["output_dir"]) / fifteen["model_file"]
+    assert starts_from(sixteen, fifteen)
     assert sixteen["lr"] < fifteen["lr"] and sixteen["max_time_minutes"] < fifteen["max_time_minutes"]
     for history_file, cfg, epochs in [(root / "training_history_stage15.json", fifteen, 35),
                                       (root / "training_history_stage16.json", sixteen, 18),
                                       (root / "experiments" / "gpu_stage15" / "training_history_bs32.json",
                                        partner, 19)]:
-        history = json.loads(history_file.read_text())
-        assert [h["epoch"] for h in history] == list(range(epochs))
-        assert history[-1]["lr"] < 2 * cfg["min_lr"]
+        annealed_history(history_file, cfg, epochs)
 
 
 def test_the_cpu_stage17_runs_are_stage_14s_cpu_recipe_from_stage_16_and_differ_only_in_the_hot_share():
@@ -715,18 +722,18 @@ def test_the_cpu_stage17_runs_are_stage_14s_cpu_recipe_from_stage_16_and_differ_
     fourteen, sixteen = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (14, 16))
     plain, hot = (load_train_config(folder / f"train_config_{n}.yaml") for n in ("plain", "hot128"))
     assert changed_keys(plain, fourteen) == {"output_dir", "init_model", "seed", "max_time_minutes", "test_files"}
-    assert Path(plain["init_model"]) == Path(sixteen["output_dir"]) / sixteen["model_file"]
+    assert starts_from(plain, sixteen)
     assert {k: v for k, v in plain["test_files"].items() if k in fourteen["test_files"]} == fourteen["test_files"]
     assert changed_keys(hot, plain) == {"train_file", "output_dir"}
     assert hot["train_file"][:-1] == plain["train_file"]
     assert Path(hot["train_file"][-1]["file"]).parent.name == "phonon_dataset_hot128"
-    settings = yaml.safe_load((folder / "dataset_hot128.yaml").read_text())
+    text = (folder / "dataset_hot128.yaml").read_text()
+    settings = yaml.safe_load(text)
     check = yaml.safe_load((root / "experiments" / "hot_1000K" / "dataset_check.yaml").read_text())
     assert settings["temperatures"] == [1000.0] and settings["n_thermal"] == [128]
-    assert "--seed 13" in (folder / "dataset_hot128.yaml").read_text() and settings != check
+    assert "--seed 13" in text and settings != check
     for name, cfg in (("plain", plain), ("hot128", hot)):
-        history = json.loads((folder / f"training_history_{name}.json").read_text())
-        assert [h["epoch"] for h in history] == [0, 1, 2] and history[-1]["lr"] < 2 * cfg["min_lr"]
+        annealed_history(folder / f"training_history_{name}.json", cfg, 3)
 
 
 def test_the_hot_run_is_stage_14s_recipe_from_stage_14_with_the_hot_set_added():
@@ -739,7 +746,7 @@ def test_the_hot_run_is_stage_14s_recipe_from_stage_14_with_the_hot_set_added():
     hot = load_train_config(folder / "train_config.yaml")
     assert changed_keys(hot, stage14) == {"train_file", "test_files", "output_dir", "init_model", "seed",
                                           "max_time_minutes"}
-    assert Path(hot["init_model"]) == Path(stage14["output_dir"]) / stage14["model_file"]
+    assert starts_from(hot, stage14)
     hot_train = Path(hot["train_file"][-1]["file"])
     assert hot["train_file"][:-1] == stage14["train_file"] and hot_train.parent.name == "phonon_dataset_hot_train"
     assert {k: v for k, v in hot["test_files"].items() if k != "hot_1000K_6x6"} == stage14["test_files"]
@@ -780,7 +787,7 @@ def test_the_harmonic_fit_experiment_fine_tunes_the_shipped_model_on_its_own_set
     root = SHIPPED_PHONON
     cfg = load_train_config(root / "experiments" / "harmonic_fit" / "train_config_ft_stage13.yaml")
     thirteen = load_train_config(root / "train_config_stage13.yaml")
-    assert Path(cfg["init_model"]) == Path(thirteen["output_dir"]) / thirteen["model_file"]
+    assert starts_from(cfg, thirteen)
     assert Path(cfg["train_file"]).parent.name == "phonon_dataset_harmonic"
     assert Path(cfg["valid_file"]).parent.name == "phonon_dataset_harmonic"
     assert cfg["force_weighting"] == "uniform"
