@@ -75,11 +75,12 @@ def predict(calc, configs) -> list[np.ndarray]:
 
 def summarise(configs, forces) -> dict[str, object]:
     """Errors of predicted ``forces`` against the configurations' reference forces (see the module docstring)."""
-    errors, worst = [], None
+    errors, norms, worst = [], [], None
     for k, (atoms, pred) in enumerate(zip(configs, forces)):
         ref = atoms.arrays["REF_forces"]
         errors.append(pred - ref)
-        norm = np.linalg.norm(pred - ref, axis=1)
+        norm = np.linalg.norm(errors[-1], axis=1)
+        norms.append(norm)
         j = int(norm.argmax())
         if worst is None or norm[j] > worst["error_eV_per_A"]:
             cosine = float(pred[j] @ ref[j] / (np.linalg.norm(pred[j]) * np.linalg.norm(ref[j])))
@@ -87,8 +88,7 @@ def summarise(configs, forces) -> dict[str, object]:
                      "ref_norm_eV_per_A": float(np.linalg.norm(ref[j])),
                      "model_norm_eV_per_A": float(np.linalg.norm(pred[j])), "cosine": cosine,
                      **atom_geometry(atoms, j)}
-    e = np.concatenate(errors)
-    per_atom = np.linalg.norm(e, axis=1)
+    e, per_atom = np.concatenate(errors), np.concatenate(norms)
     return {"n_configs": len(configs), "n_atoms": int(len(per_atom)),
             "forces_mae_meV_per_A": float(1e3 * np.abs(e).mean()),
             "forces_rmse_meV_per_A": float(1e3 * np.sqrt((e ** 2).mean())),
