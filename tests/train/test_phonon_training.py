@@ -888,3 +888,39 @@ def test_cosine_time_resumes_the_anneal_where_it_stopped(dataset, tmp_path):
     assert np.all(np.diff([h["lr"] for h in hist]) < 0) and np.all(np.diff([h["elapsed_s"] for h in hist]) > 0)
     again = train_phonon({**cfg, "max_epochs": 1000}, resume=True)
     assert again["stopped"] == "time_limit" and again["history"] == hist
+
+
+def test_the_angular_spline_probe_basis_is_a_c2_spline_with_exact_forces(load_script, rng):
+    """experiments/angular_spline_probe: the cubic B-splines sum to one on [−1, 1], their third derivative jumps at
+    the knot cos θ = −1/2 (graphene's angle; the non-analyticity the probe looks for) while value and slope are
+    continuous, and the basis forces are −dE/dx (central differences, float64)."""
+    import torch
+
+    module = load_script(SHIPPED_PHONON / "experiments" / "angular_spline_probe" / "probe.py")
+    t = module.knots()
+    assert len(t) - 4 == 15 and np.isclose(t, -0.5).any()
+    x = torch.linspace(-1.0, 0.999, 301, dtype=torch.float64)
+    np.testing.assert_allclose(module.bsplines(x, t).sum(1).numpy(), 1.0, atol=1e-12)
+
+    def piece(lo, hi):  # the exact cubic of every B-spline on [lo, hi] (inside one knot interval)
+        pts = torch.linspace(lo, hi, 7, dtype=torch.float64)
+        return np.polyfit(pts.numpy(), module.bsplines(pts, t).numpy(), 3)  # (4, 15), highest power first
+
+    left, right = piece(-0.65, -0.51), piece(-0.49, -0.35)
+    at_knot = [np.polyval(np.polyder(np.poly1d(left[:, k]) - np.poly1d(right[:, k]), m), -0.5)
+               for m in range(3) for k in range(15)]
+    np.testing.assert_allclose(at_knot, 0.0, atol=1e-8)  # value, slope and curvature continuous
+    jump = 6 * (left[0] - right[0])  # third derivatives
+    assert np.abs(jump).max() > 100.0
+
+    atoms = bilayer_graphene(size=(2, 2))
+    atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+    forces = module.basis_forces(atoms, 2.0, 2)
+    assert forces.shape == (3 * len(atoms), 30) and np.abs(forces).max() > 0.1
+    step = 1e-5
+    for atom, axis in [(0, 0), (3, 2), (5, 1)]:
+        plus, minus = atoms.positions.copy(), atoms.positions.copy()
+        plus[atom, axis] += step
+        minus[atom, axis] -= step
+        energy = [module.basis_energies(atoms, 2.0, 2, torch.tensor(p)).numpy() for p in (plus, minus)]
+        np.testing.assert_allclose(forces[3 * atom + axis], -(energy[0] - energy[1]) / (2 * step), atol=1e-6)
