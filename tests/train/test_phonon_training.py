@@ -892,8 +892,8 @@ def test_cosine_time_resumes_the_anneal_where_it_stopped(dataset, tmp_path):
 
 def test_the_angular_spline_probe_basis_is_a_c2_spline_with_exact_forces(load_script, rng):
     """experiments/angular_spline_probe: the cubic B-splines sum to one on [−1, 1], their third derivative jumps at
-    the knot cos θ = −1/2 (graphene's angle; the non-analyticity the probe looks for) while value and slope are
-    continuous, and the basis forces are −dE/dx (central differences, float64)."""
+    the knot cos θ = −1/2 (graphene's angle; the non-analyticity the probe looks for) while value, slope and
+    curvature are continuous, and the basis forces are −dE/dx (central differences, float64)."""
     import torch
 
     module = load_script(SHIPPED_PHONON / "experiments" / "angular_spline_probe" / "probe.py")

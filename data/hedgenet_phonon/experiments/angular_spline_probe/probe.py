@@ -130,9 +130,9 @@ def targets(frames: list, path: str, which: slice, target: str, calc) -> np.ndar
     ref = np.concatenate([a.arrays["REF_forces"].ravel() for a in frames])
     if target == "knot":
         other = read(f"{KNOT_ROOT}/{path.removeprefix('out/')}", which)
-        assert len(other) == len(frames)
-        for x, y in zip(frames, other):
-            assert np.allclose(x.positions, y.positions)
+        if len(other) != len(frames) or any(not np.allclose(x.positions, y.positions) for x, y in zip(frames, other)):
+            raise ValueError(f"{KNOT_ROOT}/{path.removeprefix('out/')} does not hold the configurations of {path}: "
+                             "remake it with ../smooth_knot/make_smooth_knot_sets.py")
         return ref - np.concatenate([a.arrays["REF_forces"].ravel() for a in other])
     pred = []
     for a in frames:
