@@ -58,8 +58,8 @@ def main() -> None:
     for (fa, ma), (fb, mb) in zip(zip(args.files, modes), zip(args.files[1:], modes[1:])):
         sa = mode_sigmas(ma, args.temperature).sigma
         sb = mode_sigmas(mb, args.temperature).sigma
-        dots = np.einsum("dm,dm->m", ma.eigenvectors, mb.eigenvectors)
-        overlap = np.abs(ma.eigenvectors.T @ mb.eigenvectors)
+        products = ma.eigenvectors.T @ mb.eigenvectors  # e_a,ν · e_b,μ
+        dots, overlap = np.diag(products).copy(), np.abs(products)
         share = sa**2 + sb**2 - 2 * sa * sb * dots
         rel = np.sqrt(share.sum() / (sa**2).sum())
         draws = [np.array([c.arrays["displacements"] for c in

@@ -73,13 +73,6 @@ def bsplines(x, t):
     return b
 
 
-def envelope(r, cutoff: float, p: int = 6):
-    """MACE's polynomial cutoff envelope (1 at r = 0, zero with two derivatives at the cutoff)."""
-    x = r / cutoff
-    f = 1 - (p + 1) * (p + 2) / 2 * x**p + p * (p + 2) * x**(p + 1) - p * (p + 1) / 2 * x**(p + 2)
-    return f * (x < 1)
-
-
 def basis_energies(atoms, cutoff: float, radial_orders: int, positions=None):
     """The basis energies of :math:`E_3` (module docstring), torch (15 · radial_orders,) eV per unit coefficient.
 
@@ -88,6 +81,9 @@ def basis_energies(atoms, cutoff: float, radial_orders: int, positions=None):
     """
     import torch
     from ase.neighborlist import neighbor_list
+
+    import mlepi_ase._e3nn  # noqa: F401  (mace before e3nn)
+    from mace.modules.radial import PolynomialCutoff
 
     i, j, shift = neighbor_list("ijS", atoms, cutoff)
     pos = torch.tensor(atoms.positions, dtype=torch.float64) if positions is None else positions
@@ -99,7 +95,9 @@ def basis_energies(atoms, cutoff: float, radial_orders: int, positions=None):
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     cos = ((d[a] * d[b]).sum(1) / (r[a] * r[b])).clamp(-1.0, 1.0 - 1e-12)
     spline = bsplines(cos, knots())
-    weight = envelope(r[a], cutoff) * envelope(r[b], cutoff)
+    envelope = PolynomialCutoff.calculate_envelope  # MACE's radial envelope, here in float64
+    r_max, p = torch.tensor(cutoff, dtype=torch.float64), torch.tensor(6)
+    weight = envelope(r[a], r_max, p) * envelope(r[b], r_max, p)
     columns = [weight[:, None] * spline]
     for n in range(1, radial_orders):
         columns.append((weight * ((r[a] - R0) ** n + (r[b] - R0) ** n))[:, None] * spline)
