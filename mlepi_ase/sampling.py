@@ -28,6 +28,22 @@ with ``|f_ν|`` as phonopy does (``imaginary="abs"``, default) or excluded (``im
 choice of phonopy's ``run_thermal_displacements``); either way they trigger an
 :class:`~mlepi_ase.phonons.ImaginaryModeWarning`.
 
+Common random numbers (``draw_basis``): the seed's standard normals can be drawn in either of two
+bases, with the same distribution.  ``"modes"`` (default, the historical draws) gives normal coordinate ν
+the ν-th normal deviate, ``x_ν = σ_ν ξ_ν``.  ``"cartesian"`` draws one standard normal vector ``z`` in
+the 3N mass-weighted Cartesian coordinates and projects it, ``x_ν = σ_ν e_ν·z``; since the ``e_ν`` are
+orthonormal the ``x_ν`` are again independent ``N(0, σ_ν²)``, and the displacement
+
+    Δτ = M^(−1/2) Σ_ν e_ν σ_ν (e_ν·z) = M^(−1/2) C^(1/2) z,    C = Σ_ν σ_ν² e_ν e_νᵀ,
+
+is the symmetric square root of the mass-weighted covariance applied to ``z``.  That does not depend on
+the order of the modes nor on the basis chosen inside a degenerate subspace, so with one seed the
+configuration is a continuous function of the force constants: two force models (say a learned one and
+its reference) then draw configurations that differ only as much as their covariances do, and the
+difference of their thermal averages has a paired (common-random-number) standard error far below the
+unpaired one.  With ``"modes"`` the same seed drives a different pattern as soon as near-degenerate modes
+swap order or mix.
+
 Antithetic pairs ``(x, −x)`` give exactly opposite displacements: odd orders of the displacement cancel in
 every pair, which reduces the variance of averages dominated by even (Fan + Debye–Waller) terms.
 
@@ -58,6 +74,7 @@ from .phonons import ImaginaryModeWarning, SupercellModes
 
 __all__ = [
     "DEFAULT_CUTOFF_FREQUENCY",
+    "DRAW_BASES",
     "LowFrequencyModeWarning",
     "ModeSelection",
     "mode_sigmas",
@@ -74,6 +91,9 @@ DEFAULT_CUTOFF_FREQUENCY = 0.01
 """Modes with ``|f| ≤`` this (THz) are not displaced — phonopy's ``RandomDisplacements`` default."""
 
 _AMU_A2 = ase_units._amu * 1e-20  # kg m² per amu Å²
+
+DRAW_BASES = ("modes", "cartesian")
+"""Bases of the seed's standard normals (module docstring, *Common random numbers*)."""
 
 
 class LowFrequencyModeWarning(UserWarning):
@@ -338,6 +358,7 @@ def sample_configurations(
     imaginary: Literal["abs", "exclude"] = "abs",
     rng: np.random.Generator | int | None = None,
     record_amplitudes: bool = True,
+    draw_basis: Literal["modes", "cartesian"] = "modes",
 ) -> list[Atoms]:
     """Thermally displaced supercells drawn from the harmonic (Williams–Lax) distribution.
 
@@ -358,6 +379,11 @@ def sample_configurations(
         ``numpy.random.Generator``, int seed or None; the same seed gives the same configurations.
     record_amplitudes
         Store ``x_ν`` in ``info["mode_amplitudes"]``.
+    draw_basis
+        ``"modes"`` (default): the seed's k-th normal deviate drives mode k; ``"cartesian"``: a standard
+        normal vector in mass-weighted Cartesian coordinates is projected on the modes, so that the same
+        seed gives configurations that change continuously with the force constants (use it to compare
+        two force models with common random numbers; module docstring).  Same distribution either way.
 
     Returns
     -------
@@ -365,13 +391,19 @@ def sample_configurations(
         Copies of ``modes.atoms`` (``layer`` array kept) with displaced positions,
         ``arrays["displacements"]`` (N, 3) Å, and ``info`` keys ``config_type``
         (``"thermal_<T>K"``), ``temperature`` (K), ``sampling`` (``"quantum"``/``"classical"``),
-        ``sample_index``, ``antithetic_sign`` (+1/−1, 0 without pairing), ``mode_amplitudes``
-        (3N,) Å·√amu.
+        ``sample_index``, ``antithetic_sign`` (+1/−1, 0 without pairing), ``draw_basis``,
+        ``mode_amplitudes`` (3N,) Å·√amu.
     """
+    if draw_basis not in DRAW_BASES:
+        raise ValueError(f"draw_basis must be one of {DRAW_BASES}, got {draw_basis!r}")
     sel = mode_sigmas(
         modes, temperature, classical=classical, cutoff_frequency=cutoff_frequency, imaginary=imaginary
     )
-    x = sample_amplitudes(sel.sigma, n, antithetic=antithetic, rng=rng)
+    if draw_basis == "modes":
+        x = sample_amplitudes(sel.sigma, n, antithetic=antithetic, rng=rng)
+    else:
+        z = sample_amplitudes(np.ones(modes.nmodes), n, antithetic=antithetic, rng=rng)  # (n, 3N) Cartesian
+        x = (z @ modes.eigenvectors) * sel.sigma[None, :]
     u = modes.displacements(x)
     if antithetic:
         u[1::2] = -u[0::2]  # exact, independent of rounding in the matrix product
@@ -384,6 +416,7 @@ def sample_configurations(
             "sampling": kind,
             "sample_index": k,
             "antithetic_sign": (1 if k % 2 == 0 else -1) if antithetic else 0,
+            "draw_basis": draw_basis,
         }
         out.append(_configuration(modes, x[k], u[k], info, record_amplitudes))
     return out

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from mlepi_ase.averaging import (
+    SampleResults,
     SampleStore,
+    paired_difference,
     mc_estimate,
     plot_convergence,
     run_samples,
@@ -81,6 +83,50 @@ def test_running_estimate_ends_at_the_estimate(rng):
         part = mc_estimate(v[: (2 * m if anti else m)], antithetic=anti)
         assert np.allclose(run.stderr[m - 1], part.stderr, rtol=1e-9)
     assert np.array_equal(running_estimate(v, antithetic=True).n_samples, 2 * np.arange(1, 33))
+
+
+def test_paired_difference_of_correlated_runs(rng):
+    """Two 'models' evaluated on the same draws: the paired SE is the spread of the differences over √N,
+    far below the unpaired one when the runs correlate; antithetic pairs are averaged first."""
+    n = 400
+    common = rng.normal(5.0, 0.4, size=n)  # what both runs see in draw i
+    a = SampleResults(np.arange(n), {"v": common + 0.03 + rng.normal(0, 0.02, n)})
+    b = SampleResults(np.arange(n), {"v": common})
+    p = paired_difference(a, b, "v")
+    d = a.values["v"] - b.values["v"]
+    assert p.difference.mean == pytest.approx(d.mean(), rel=1e-12)
+    assert p.difference.stderr == pytest.approx(d.std(ddof=1) / np.sqrt(n), rel=1e-12)
+    assert p.unpaired_stderr == pytest.approx(
+        np.hypot(a.values["v"].std(ddof=1), b.values["v"].std(ddof=1)) / np.sqrt(n), rel=1e-12)
+    assert p.correlation == pytest.approx(np.corrcoef(a.values["v"], b.values["v"])[0, 1], rel=1e-12)
+    assert p.correlation > 0.99 and p.difference.stderr < 0.1 * p.unpaired_stderr
+    assert abs(p.difference.mean - 0.03) < 4 * p.difference.stderr
+    pa = paired_difference(a, b, "v", antithetic=True)
+    pair_d = 0.5 * (d[0::2] + d[1::2])
+    assert pa.difference.n_units == n // 2
+    assert pa.difference.stderr == pytest.approx(pair_d.std(ddof=1) / np.sqrt(n // 2), rel=1e-12)
+    assert set(pa.to_dict()) >= {"mean", "stderr", "correlation", "unpaired_stderr"}
+
+
+def test_paired_difference_uses_common_samples_and_matches_unpaired_for_independent_runs(rng):
+    n = 4000
+    a = SampleResults(np.arange(n), {"v": rng.normal(size=n)})
+    b = SampleResults(np.arange(n), {"v": rng.normal(size=n)})
+    p = paired_difference(a, b, "v")
+    assert abs(p.correlation) < 4 / np.sqrt(n)
+    assert p.difference.stderr == pytest.approx(p.unpaired_stderr, rel=0.06)  # SE of an SE ~ 1/√(2N)
+    # b lacks samples 0 and 5 (unfinished run): only the common ones count, matched by index
+    keep = np.setdiff1d(np.arange(n), [0, 5])
+    partial_b = SampleResults(keep, {"v": b.values["v"][keep]})
+    q = paired_difference(a, partial_b, "v")
+    assert q.difference.n_samples == n - 2
+    assert q.difference.mean == pytest.approx((a.values["v"][keep] - b.values["v"][keep]).mean(), rel=1e-12)
+    assert paired_difference(a, partial_b, "v", antithetic=True).difference.n_samples == n - 4
+    with pytest.raises(ValueError, match="no samples with the same index"):
+        paired_difference(a, SampleResults(np.array([n + 1]), {"v": np.zeros(1)}), "v")
+    with pytest.raises(ValueError, match="scalar"):
+        paired_difference(SampleResults(np.arange(2), {"w": np.zeros((2, 3))}),
+                          SampleResults(np.arange(2), {"w": np.zeros((2, 3))}), "w")
 
 
 def test_plot_convergence(tmp_path, rng):

@@ -114,6 +114,25 @@ def test_bad_configuration_is_reported():
         PipelineConfig.from_dict({"n_samples": 3})
     with pytest.raises(ValueError, match="hamiltonian_calculator"):
         PipelineConfig.from_dict({"hamiltonian_calculator": "dft"})
+    with pytest.raises(ValueError, match="draw_basis"):
+        PipelineConfig.from_dict({"draw_basis": "normal"})
+
+
+def test_cartesian_draw_basis_is_stored_and_not_mixed_with_the_default(first_run, tmp_path):
+    """``draw_basis: cartesian`` draws other configurations from the same seed: its samples name the basis,
+    and a folder holding default-basis samples is not resumed with it."""
+    from mlepi_ase.averaging import SampleStore
+
+    out, summary = first_run
+    _copy_phonons(out, tmp_path / "c")
+    cart = run_pipeline({**TINY, "draw_basis": "cartesian", "output": str(tmp_path / "c")}, verbose=False)
+    assert cart["config"]["draw_basis"] == "cartesian"
+    assert SampleStore(tmp_path / "c" / "samples_T300.h5").metadata["draw_basis"] == "cartesian"
+    assert "draw_basis" not in SampleStore(out / "samples_T300.h5").metadata  # default: as before the option
+    assert cart["temperatures"]["300"]["v_F"]["mean"] != summary["temperatures"]["300"]["v_F"]["mean"]
+    shutil.copytree(out, tmp_path / "m", dirs_exist_ok=True)
+    with pytest.raises(ValueError, match="different run"):
+        run_pipeline({**TINY, "draw_basis": "cartesian", "output": str(tmp_path / "m")}, verbose=False)
 
 
 def test_replacing_a_model_file_in_place_is_not_resumed_silently(tmp_path):

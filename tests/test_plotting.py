@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlepi_ase.plotting import new_figure
+from mlepi_ase.plotting import new_figure, plot_paired_difference
 
 
 def test_new_figure_grid_and_png(tmp_path):
@@ -42,3 +42,9 @@ print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-2:] == ["svg", "False"]
     assert Path(tmp_path / "bands.png").stat().st_size > 1000
+
+
+def test_plot_paired_difference(tmp_path):
+    out = tmp_path / "d.png"
+    plot_paired_difference([0, 100, 300], [0.01, -0.02, 0.03], [0.01, 0.01, 0.02], [0.1, 0.12, 0.15], out)
+    assert out.stat().st_size > 1000

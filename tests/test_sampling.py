@@ -9,6 +9,8 @@ same cutoff (quantum), and the displacement correlation matrix of its ``RandomDi
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.constants as sc
@@ -17,6 +19,7 @@ from ase.io import read, write
 from mlepi_ase.cli import main
 from mlepi_ase.phonons import ImaginaryModeWarning
 from mlepi_ase.sampling import (
+    DRAW_BASES,
     LowFrequencyModeWarning,
     mean_square_displacement,
     mode_sigmas,
@@ -244,6 +247,101 @@ def test_bad_input_gives_clear_errors(modes):
 
 
 # ------------------------------------------------------------------------------------------------
+# Common random numbers: the draw basis
+# ------------------------------------------------------------------------------------------------
+def _displacements(modes, temperature, n, seed, basis):
+    confs = sample_configurations(modes, temperature, n, rng=seed, draw_basis=basis)
+    return np.array([c.arrays["displacements"] for c in confs])
+
+
+def _rotated_degenerate_basis(modes, angle=0.7):
+    """The same modes with every exactly degenerate pair of eigenvectors rotated by ``angle`` and the
+    order inside each degenerate group reversed (an equally valid eigenbasis)."""
+    f, e = modes.frequencies, modes.eigenvectors.copy()
+    groups, start = [], 0
+    for k in range(1, len(f) + 1):
+        if k == len(f) or abs(f[k] - f[start]) > 1e-9 * max(1.0, abs(f[start])):
+            if k - start > 1 and not modes.acoustic[start:k].any():
+                groups.append(np.arange(start, k))
+            start = k
+    assert len(groups) >= 5, "the 3×3 AB bilayer has degenerate modes"
+    c, s = np.cos(angle), np.sin(angle)
+    for g in groups:
+        a, b = e[:, g[0]].copy(), e[:, g[1]].copy()
+        e[:, g[0]], e[:, g[1]] = c * a + s * b, -s * a + c * b
+        e[:, g] = e[:, g[::-1]]
+    return dataclasses.replace(modes, eigenvectors=e), groups
+
+
+def test_cartesian_draws_do_not_depend_on_the_basis_of_degenerate_modes(modes):
+    other, groups = _rotated_degenerate_basis(modes)
+    np.testing.assert_allclose(other.eigenvectors.T @ other.eigenvectors, np.eye(modes.nmodes), atol=1e-12)
+    u_a = _displacements(modes, 300.0, 4, 5, "cartesian")
+    u_b = _displacements(other, 300.0, 4, 5, "cartesian")
+    np.testing.assert_allclose(u_b, u_a, atol=1e-12 * np.abs(u_a).max())
+    # the default basis hands the same deviates to the rotated patterns: other configurations (control)
+    v_a = _displacements(modes, 300.0, 4, 5, "modes")
+    v_b = _displacements(other, 300.0, 4, 5, "modes")
+    assert np.sqrt(((v_a - v_b) ** 2).sum() / (v_a**2).sum()) > 0.1
+
+
+def test_cartesian_amplitudes_are_projections_of_one_gaussian_vector(modes):
+    confs = sample_configurations(modes, 300.0, 6, antithetic=True, rng=9, draw_basis="cartesian")
+    x = np.array([c.info["mode_amplitudes"] for c in confs])
+    z = np.random.default_rng(9).standard_normal((3, modes.nmodes))
+    sigma = mode_sigmas(modes, 300.0).sigma
+    np.testing.assert_allclose(x[0::2], (z @ modes.eigenvectors) * sigma, rtol=1e-12, atol=1e-15)
+    assert np.array_equal(x[1::2], -x[0::2])
+    u = np.array([c.arrays["displacements"] for c in confs])
+    assert np.array_equal(u[1::2], -u[0::2])
+    np.testing.assert_allclose(u[0], modes.displacements(x[0]), atol=1e-12)
+    assert all(c.info["draw_basis"] == "cartesian" for c in confs)
+    # translations carry no weight: the centre of mass stays put
+    assert np.abs((modes.masses[None, :, None] * u).sum(axis=1)).max() < 1e-10
+
+
+@pytest.mark.parametrize("temperature", [0.0, 300.0])
+def test_cartesian_draws_have_the_thermal_covariance(result, modes, temperature, rng):
+    n = 3000
+    confs = sample_configurations(modes, temperature, n, rng=rng, draw_basis="cartesian")
+    mean, se = mean_square_displacement(confs)
+    ref = phonopy_thermal_displacements(result, temperature)
+    assert np.abs((mean - ref) / se).max() < 4.0
+    # normal coordinates: independent with variance σ_ν² (whitened covariance = identity)
+    x = np.array([c.info["mode_amplitudes"] for c in confs])
+    sel = mode_sigmas(modes, temperature)
+    w = x[:, sel.included] / sel.sigma[sel.included]
+    cov = w.T @ w / n
+    assert np.abs(cov - np.eye(len(cov))).max() < 6.0 / np.sqrt(n)  # entries have SE ≤ √2/√n
+    assert np.all(x[:, ~sel.included] == 0.0)
+
+
+def test_cartesian_draws_of_two_force_models_differ_as_their_covariances_do(result, modes):
+    """E|u_a − u_b|² = ‖A_a − A_b‖_F² with A = M^(−1/2) C^(1/2) (same z), measured over many draws."""
+    other = spring_phonons((3, 3), k_intra=(20.4, 5.9)).supercell_modes()  # springs 2 % apart
+    t, n = 300.0, 2000
+    u_a = _displacements(modes, t, n, 4, "cartesian").reshape(n, -1)
+    u_b = _displacements(other, t, n, 4, "cartesian").reshape(n, -1)
+    inv_sqrt_m = np.repeat(1.0 / np.sqrt(modes.masses), 3)
+
+    def sqrt_cov(m):
+        s = mode_sigmas(m, t).sigma
+        return inv_sqrt_m[:, None] * (m.eigenvectors * s) @ m.eigenvectors.T
+
+    expected = ((sqrt_cov(modes) - sqrt_cov(other)) ** 2).sum()
+    d2 = ((u_a - u_b) ** 2).sum(axis=1)
+    assert abs(d2.mean() - expected) < 4.0 * d2.std(ddof=1) / np.sqrt(n)
+    msd = (u_a**2).sum(axis=1).mean()
+    assert d2.mean() < 0.01 * msd  # paired draws: ~1 % of the displacement, against 2 × 100 % unpaired
+
+
+def test_bad_draw_basis_is_refused(modes):
+    assert DRAW_BASES == ("modes", "cartesian")
+    with pytest.raises(ValueError, match="draw_basis"):
+        sample_configurations(modes, 300.0, 2, draw_basis="normal")
+
+
+# ------------------------------------------------------------------------------------------------
 # Zacharias–Giustino special displacement
 # ------------------------------------------------------------------------------------------------
 def _lattice_tensor_residual(modes, u, target_cov):
@@ -293,6 +391,15 @@ def test_cli_sample(result, tmp_path, capsys):
     assert "layer" in frames[0].arrays and len(frames[0].info["mode_amplitudes"]) == 108
     first = out.read_bytes()
     assert main(args) == 0 and out.read_bytes() == first  # same seed, same file
+    cart = tmp_path / "c.extxyz"
+    assert main(["sample", str(fc), "-T", "300", "-n", "2", "--seed", "3", "--draw-basis", "cartesian",
+                 "-o", str(cart)]) == 0
+    frames_c = read(cart, index=":")
+    assert frames_c[0].info["draw_basis"] == "cartesian" and frames[4].info["draw_basis"] == "modes"
+    modes3 = result.supercell_modes()
+    z = np.random.default_rng(3).standard_normal(modes3.nmodes)
+    x = (z @ modes3.eigenvectors) * mode_sigmas(modes3, 300.0).sigma
+    np.testing.assert_allclose(frames_c[0].arrays["displacements"], modes3.displacements(x), atol=1e-7)  # 8 decimals
     zg = tmp_path / "zg.extxyz"
     assert main(["sample", str(fc), "-T", "300", "--zg", "--classical", "-o", str(zg)]) == 0
     assert read(zg, index=":")[0].info["sampling"] == "zg-classical"
@@ -302,6 +409,7 @@ def test_cli_sample(result, tmp_path, capsys):
         (["-T", "300", "-n", "0"], "positive"),
         (["-T", "300"], "n-samples"),
         (["-T", "300", "-n", "2", "-s", "4", "4", "1"], "not commensurate"),
+        (["-T", "300", "--zg", "--draw-basis", "cartesian"], "draw-basis"),
     ):
         assert main(["sample", str(fc), *bad, "-o", str(tmp_path / "x.extxyz")]) == 2
         assert msg in capsys.readouterr().err

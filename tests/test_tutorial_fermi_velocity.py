@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 
 def test_tutorial_fermi_velocity_quick(tmp_path, run_tutorial):
     run_tutorial("04_temperature_dependent_fermi_velocity.py", tmp_path, "--reference-only")
@@ -13,3 +15,20 @@ def test_tutorial_fermi_velocity_quick(tmp_path, run_tutorial):
     assert all(v["n_samples"] == 4 and v["stderr"] > 0 for v in ref.values())
     # the undisplaced supercell reproduces the analytic AB-bilayer velocity of the sp3 model
     assert abs(summary["pristine_v_F"]["reference (REBO+KC, sp3 SK)"] - 5.226) < 0.03
+
+
+def test_tutorial_fermi_velocity_quick_paired(tmp_path, run_tutorial):
+    """Both pipelines (shipped models), quick setting: the same seed in the Cartesian basis pairs their
+    draws, so the ML − reference difference has a standard error far below that of independent draws."""
+    run_tutorial("04_temperature_dependent_fermi_velocity.py", tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["settings"]["draw_basis"] == "cartesian"
+    paired = summary["paired"]["temperatures"]
+    assert set(paired) == {"0", "300"}
+    for t, d in paired.items():
+        unpaired = summary["agreement"][t]
+        # same means (``agreement`` holds reference − ML), another error bar
+        assert d["mean"] == pytest.approx(-unpaired["difference"], abs=1e-12)
+        assert d["unpaired_stderr"] == pytest.approx(unpaired["combined_stderr"], rel=1e-12)
+        assert d["n_units"] == 2 and d["stderr"] < 0.25 * d["unpaired_stderr"], d
+    assert (tmp_path / "paired_difference.png").stat().st_size > 1000

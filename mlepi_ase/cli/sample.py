@@ -5,8 +5,10 @@ supercell → N configurations per temperature drawn from the harmonic Williams�
 (quantum by default, ``--classical`` for equipartition), optionally as antithetic pairs (x, −x), or the
 Zacharias–Giustino special displacement (``--zg``, one configuration per temperature, two with
 ``--antithetic``) → one extended-XYZ file.  Every frame carries ``config_type``, ``temperature``,
-``sampling``, ``sample_index``, ``antithetic_sign`` and ``mode_amplitudes`` in its info and the
-``layer`` and ``displacements`` arrays.
+``sampling``, ``sample_index``, ``antithetic_sign``, ``draw_basis`` (not with ``--zg``) and
+``mode_amplitudes`` in its info and the ``layer`` and ``displacements`` arrays.  ``--draw-basis cartesian``
+makes the same seed draw configurations that change continuously with the force constants (to compare
+two force models with common random numbers; :mod:`mlepi_ase.sampling`).
 
 Example::
 
@@ -34,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zg", action="store_true", help="Zacharias-Giustino special displacement")
     p.add_argument("--classical", action="store_true", help="classical instead of quantum widths")
     p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--draw-basis", choices=("modes", "cartesian"), default="modes",
+                   help="basis of the seed's normal deviates: modes (default) or cartesian (pairs the draws "
+                        "of different force constants)")
     p.add_argument("--supercell", "-s", type=int, nargs=3, default=None, metavar=("N1", "N2", "N3"),
                    help="diagonal supercell to sample (default: the force-constant supercell)")
     p.add_argument("--allow-interpolation", action="store_true",
@@ -60,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if not args.zg and args.n_samples is None:
         raise ValueError("give the number of configurations with -n/--n-samples (or use --zg)")
+    if args.zg and args.draw_basis != "modes":
+        raise ValueError("--draw-basis applies to Monte Carlo draws; the ZG configuration has no random deviates")
     if args.n_samples is not None and args.n_samples <= 0:
         raise ValueError(f"the number of configurations must be positive, got N = {args.n_samples}")
     for t in args.temperatures:
@@ -78,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
             confs = zg_configuration(modes, t, antithetic=args.antithetic, **common)
             print(f"T = {t:g} K: ZG configuration, residual {confs[0].info['zg_residual']:.3f}")
         else:
-            confs = sample_configurations(modes, t, args.n_samples, antithetic=args.antithetic, **common)
+            confs = sample_configurations(modes, t, args.n_samples, antithetic=args.antithetic,
+                                          draw_basis=args.draw_basis, **common)
             exact = thermal_displacement_variance(modes, t, classical=args.classical, cutoff_frequency=cutoff)
             if len(confs) >= (4 if args.antithetic else 2):
                 mean, _ = mean_square_displacement(confs, pairs=args.antithetic)
