@@ -11,7 +11,9 @@ on other patterns.  This script compares the supercell modes of two ``phonopy_pa
 - each mode's share of the expected mass-weighted squared displacement difference of same-seed draws,
   ``σ_a² + σ_b² − 2 σ_a σ_b e_a·e_b``, and its total relative to ``Σ σ_a²`` (RMS, at ``--temperature``);
 - the modes whose same-index overlap is below 0.5 (marked Γ if they repeat with the primitive cell);
-- the measured relative RMS displacement difference of 16 same-seed configurations (antithetic, seed 11).
+- the measured relative RMS displacement difference of 16 same-seed configurations (antithetic, seed 11);
+- the same two numbers for draws in the Cartesian basis (``draw_basis="cartesian"``), where the expected
+  difference is ``‖S_a − S_b‖_F / ‖S_a‖_F`` with ``S = Σ_ν σ_ν e_ν e_νᵀ`` (no dependence on mode order).
 
 Usage (seconds per file)::
 
@@ -66,11 +68,20 @@ def main() -> None:
                            sample_configurations(m, args.temperature, 16, antithetic=True, rng=11)])
                  for m in (ma, mb)]
         measured = np.sqrt(((draws[0] - draws[1]) ** 2).mean() / (draws[0] ** 2).mean())
+        root_a, root_b = ((m.eigenvectors * s) @ m.eigenvectors.T for m, s in ((ma, sa), (mb, sb)))
+        rel_cartesian = np.sqrt(((root_a - root_b) ** 2).sum() / (root_a**2).sum())
+        draws_c = [np.array([c.arrays["displacements"] for c in
+                             sample_configurations(m, args.temperature, 16, antithetic=True, rng=11,
+                                                   draw_basis="cartesian")])
+                   for m in (ma, mb)]
+        measured_c = np.sqrt(((draws_c[0] - draws_c[1]) ** 2).mean() / (draws_c[0] ** 2).mean())
         print(f"{fa}\n -> {fb}")
         print(f"   {len(dots)} modes; |e_a·e_b| of the same index < 0.99: {(np.abs(dots) < 0.99).sum()}, "
               f"< 0.5: {(np.abs(dots) < 0.5).sum()}; largest |f_a − f_b| {np.abs(ma.frequencies - mb.frequencies).max():.4f} THz")
         print(f"   same-seed draws at {args.temperature:g} K: relative RMS displacement difference {rel:.4f} "
               f"expected (mass-weighted), {measured:.4f} measured (16 configurations)")
+        print(f"   the same in the Cartesian draw basis: {rel_cartesian:.4f} expected (mass-weighted), "
+              f"{measured_c:.4f} measured")
         swapped = np.flatnonzero(np.abs(dots) < 0.5)
         print(f"   modes with |e_a·e_b| < 0.5 (their x_ν now drive another pattern): "
               + ", ".join(f"{k} ({ma.frequencies[k]:.4f} THz{', Γ' if at_gamma(ma, k) else ''}; "

@@ -198,36 +198,40 @@ def plot_vf_temperature(
 
 def plot_paired_difference(
     temperatures: Sequence[float],
-    difference: Sequence[float],
-    stderr: Sequence[float],
+    series: dict,
     unpaired_stderr: Sequence[float],
     filename: str | os.PathLike,
-    label: str = "ML − reference",
     unit: str = "eV·Å",
 ) -> None:
-    """Difference of two pipelines' averages over the same draws, with its paired standard error.
+    """Differences of pipelines' averages over the same draws, with their paired standard errors.
 
     Parameters
     ----------
     temperatures
         (n_T,) K.
-    difference, stderr
-        (n_T,) paired difference and its standard error (:func:`mlepi_ase.averaging.paired_difference`).
+    series
+        ``{label: (differences (n_T,), standard errors (n_T,))}``, e.g. from
+        :func:`mlepi_ase.averaging.paired_difference`; drawn with ±2 SE bars.
     unpaired_stderr
-        (n_T,) what the standard error would be with independent draws, drawn as a grey ±2σ band.
+        (n_T,) the standard error the first difference would have with independent draws, drawn as a grey
+        ±2 SE band.
     filename
         PNG path.
-    label, unit
-        Legend label and unit of the values.
+    unit
+        Unit of the values.
     """
     t = np.asarray(temperatures, dtype=float)
-    d, se, se_u = (np.asarray(v, dtype=float) for v in (difference, stderr, unpaired_stderr))
+    se_u = np.asarray(unpaired_stderr, dtype=float)
     fig, ax = new_figure(figsize=(5, 3.4))
     ax.fill_between(t, -2 * se_u, 2 * se_u, color="0.85", label="±2 SE of independent draws")
-    ax.errorbar(t, d, yerr=2 * se, fmt="o-", capsize=3, ms=4, label=f"{label} (±2 SE, paired)")
+    markers = "osD^v"
+    for n, (label, (d, se)) in enumerate(series.items()):
+        offset = 4.0 * (n - (len(series) - 1) / 2)  # K, keeps error bars apart
+        ax.errorbar(t + offset, np.asarray(d, float), yerr=2 * np.asarray(se, float), fmt=markers[n % 5] + "-",
+                    capsize=3, ms=4, label=f"{label} (±2 SE, paired)")
     ax.axhline(0.0, color="k", lw=0.8)
     ax.set_xlabel("T (K)")
     ax.set_ylabel(f"Δv_F ({unit})")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(filename, dpi=150)

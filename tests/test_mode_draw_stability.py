@@ -28,3 +28,5 @@ def test_report_finds_no_change_for_equal_files_and_some_for_other_springs(load_
     same, other = capsys.readouterr().out.split(" -> ")[1:]
     assert "< 0.99: 0, < 0.5: 0" in same and "0.0000 expected (mass-weighted), 0.0000 measured" in same
     assert "< 0.99: 0," not in other  # stiffer interlayer springs change some patterns
+    assert "Cartesian draw basis: 0.0000 expected (mass-weighted), 0.0000 measured" in same
+    assert "Cartesian draw basis: 0.0000" not in other

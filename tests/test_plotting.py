@@ -46,5 +46,6 @@ print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
 
 def test_plot_paired_difference(tmp_path):
     out = tmp_path / "d.png"
-    plot_paired_difference([0, 100, 300], [0.01, -0.02, 0.03], [0.01, 0.01, 0.02], [0.1, 0.12, 0.15], out)
+    plot_paired_difference([0, 100, 300], {"a − b": ([0.01, -0.02, 0.03], [0.01, 0.01, 0.02]),
+                                           "c − b": ([0.0, 0.01, 0.0], [0.005, 0.01, 0.01])}, [0.1, 0.12, 0.15], out)
     assert out.stat().st_size > 1000

@@ -19,8 +19,9 @@ def test_tutorial_fermi_velocity_quick(tmp_path, run_tutorial):
 
 def test_tutorial_fermi_velocity_quick_paired(tmp_path, run_tutorial):
     """Both pipelines (shipped models), quick setting: the same seed in the Cartesian basis pairs their
-    draws, so the ML − reference difference has a standard error far below that of independent draws."""
-    run_tutorial("04_temperature_dependent_fermi_velocity.py", tmp_path)
+    draws, so the ML − reference difference has a standard error far below that of independent draws;
+    ``--split-error`` splits it into the phonon model's and the electron model's parts."""
+    run_tutorial("04_temperature_dependent_fermi_velocity.py", tmp_path, "--split-error")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["settings"]["draw_basis"] == "cartesian"
     paired = summary["paired"]["temperatures"]
@@ -31,4 +32,14 @@ def test_tutorial_fermi_velocity_quick_paired(tmp_path, run_tutorial):
         assert d["mean"] == pytest.approx(-unpaired["difference"], abs=1e-12)
         assert d["unpaired_stderr"] == pytest.approx(unpaired["combined_stderr"], rel=1e-12)
         assert d["n_units"] == 2 and d["stderr"] < 0.25 * d["unpaired_stderr"], d
+        r = d["renormalization"]
+        for side, prefix in (("ml", "ML"), ("reference", "reference")):
+            label = next(k for k in summary["v_F"] if k.startswith(prefix))
+            expected = summary["v_F"][label][t]["mean"] - summary["pristine_v_F"][label]
+            assert r[side] == pytest.approx(expected, abs=1e-12)
+        assert r["difference"] == pytest.approx(r["ml"] - r["reference"], abs=1e-12)
+        split = summary["paired_split"]
+        phonon, electron = (split[k]["temperatures"][t] for k in ("phonon model", "electron model"))
+        assert phonon["mean"] + electron["mean"] == pytest.approx(d["mean"], abs=1e-12)
+        assert phonon["renormalization"]["ml_phonons"] == electron["renormalization"]["ml_phonons"]
     assert (tmp_path / "paired_difference.png").stat().st_size > 1000

@@ -22,7 +22,10 @@ Walk-through
    mean / standard error vs N at the highest temperature with a 1/√N line (Fig. 4e), and the paired
    difference vs T (``paired_difference.png``).  JSON with all numbers, the agreement test
    |ML − ref| ≤ 2 √(SE_ML² + SE_ref²) per temperature (``agreement``) and the paired difference with
-   its standard error and the per-configuration correlation (``paired``).
+   its standard error, the per-configuration correlation and each pipeline's phonon renormalisation
+   v_F(T) − v_F(no EPI) (``paired``).  ``--split-error`` adds a third run, HedgeNet-Phonon with the sp3
+   reference Hamiltonian, and splits the difference into the phonon model's part (that run − reference)
+   and the electron model's part (ML − that run) (``paired_split``).
 
 Run::
 
@@ -58,6 +61,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--draw-basis", choices=("cartesian", "modes"), default="cartesian",
                    help="basis of the seed's deviates (default cartesian: pairs the two pipelines' draws)")
     p.add_argument("--reference-only", action="store_true", help="skip the ML pipeline")
+    p.add_argument("--split-error", action="store_true",
+                   help="also run HedgeNet-Phonon with the sp3 reference Hamiltonian, to split ML − reference into "
+                        "the phonon model's and the electron model's parts")
     p.add_argument("--phonon-model", default=str(DEFAULT_PHONON_MODEL))
     p.add_argument("--electron-model", default=str(DEFAULT_ELECTRON_MODEL))
     args = p.parse_args()
@@ -87,20 +93,24 @@ def main() -> None:
     args = parse_args()
     out = Path(args.output)
     base = settings(args)
-    runs = {"reference (REBO+KC, sp3 SK)": {**base, "force_calculator": "reference", "hamiltonian_calculator": "sp3",
-                                           "output": str(out / "reference")}}
+    labels = {"reference": "reference (REBO+KC, sp3 SK)", "ml": "ML (HedgeNet-Phonon, HedgeNet-Electron)",
+              "ml_phonons": "HedgeNet-Phonon + sp3 SK"}
+    runs = {"reference": {**base, "force_calculator": "reference", "hamiltonian_calculator": "sp3",
+                          "output": str(out / "reference")}}
     if not args.reference_only:
         for path in (args.phonon_model, args.electron_model):
             if not Path(path).exists():
                 raise SystemExit(f"model file {path} not found; train it or pass --reference-only")
-        runs["ML (HedgeNet-Phonon, HedgeNet-Electron)"] = {
-            **base, "force_calculator": "hedgenet", "hamiltonian_calculator": "hedgenet",
-            "force_model": args.phonon_model, "electron_model": args.electron_model, "output": str(out / "ml")}
+        runs["ml"] = {**base, "force_calculator": "hedgenet", "hamiltonian_calculator": "hedgenet",
+                      "force_model": args.phonon_model, "electron_model": args.electron_model, "output": str(out / "ml")}
+        if args.split_error:
+            runs["ml_phonons"] = {**base, "force_calculator": "hedgenet", "hamiltonian_calculator": "sp3",
+                                  "force_model": args.phonon_model, "output": str(out / "ml_phonons_sp3")}
     summaries, times = {}, {}
-    for label, cfg in runs.items():
+    for key, cfg in runs.items():
         t = time.perf_counter()
-        summaries[label] = run_pipeline(cfg)
-        times[label] = time.perf_counter() - t
+        summaries[labels[key]] = run_pipeline(cfg)
+        times[labels[key]] = time.perf_counter() - t
 
     series, pristine = {}, {}
     for label, s in summaries.items():
@@ -109,44 +119,68 @@ def main() -> None:
                          [s["temperatures"][t]["v_F"]["stderr"] for t in temps])
         pristine[label] = s["pristine"]["v_F"]
     plot_vf_temperature(series, out / "fermi_velocity_vs_T.png", pristine=pristine)
-    first = next(iter(summaries))
+    first = labels["reference"]
     hottest = max(summaries[first]["convergence"], key=float)
     conv = summaries[first]["convergence"][hottest]
-    values = SampleStore(Path(runs[first]["output"]) / f"samples_T{hottest}.h5").load()
+    values = SampleStore(Path(runs["reference"]["output"]) / f"samples_T{hottest}.h5").load()
     plot_convergence(values.running("v_F", antithetic=True), out / "convergence.png", label="v_F", unit="eV·Å",
                      reference=pristine[first], title=f"{first}: T = {hottest} K")
     report = {"settings": base, "seconds": times, "pristine_v_F": pristine, "v_F": {}, "n_atoms_supercell":
               summaries[first]["n_atoms_supercell"], "convergence_stderr_at_highest_T": conv["stderr"]}
     for label in summaries:
         report["v_F"][label] = {t: summaries[label]["temperatures"][t]["v_F"] for t in summaries[label]["temperatures"]}
-    if len(summaries) == 2:
-        a, b = (summaries[k]["temperatures"] for k in summaries)
+    if "ml" in runs:
+        a, b = (summaries[labels[k]]["temperatures"] for k in ("reference", "ml"))
         agree = {}
         for t in a:
             diff = a[t]["v_F"]["mean"] - b[t]["v_F"]["mean"]
             comb = float(np.hypot(a[t]["v_F"]["stderr"], b[t]["v_F"]["stderr"]))
             agree[t] = {"difference": diff, "combined_stderr": comb, "within_2_sigma": bool(abs(diff) <= 2 * comb)}
-        report["agreement"] = agree  # "difference": first run − second run (reference − ML)
-        ref_label, ml_label = list(summaries)
-        paired = {}
-        for t in sorted(a, key=float):
-            stores = [SampleStore(Path(runs[label]["output"]) / f"samples_T{t}.h5").load()
-                      for label in (ml_label, ref_label)]
-            d = paired_difference(*stores, "v_F", antithetic=True).to_dict()
-            d["within_2_sigma"] = bool(abs(d["mean"]) <= 2 * d["stderr"])
-            paired[t] = d
-        report["paired"] = {"difference": f"{ml_label} − {ref_label}", "draw_basis": args.draw_basis,
-                            "temperatures": paired}
-        temps = sorted(paired, key=float)
-        plot_paired_difference([float(t) for t in temps], [paired[t]["mean"] for t in temps],
-                               [paired[t]["stderr"] for t in temps], [paired[t]["unpaired_stderr"] for t in temps],
-                               out / "paired_difference.png", label="ML − reference")
+        report["agreement"] = agree  # "difference": reference − ML, independent-draw standard error
+        temps = sorted(a, key=float)
+
+        def paired(key_a: str, key_b: str) -> dict:
+            """Paired difference run a − run b of v_F per temperature, with the two runs' renormalisations."""
+            la, lb = labels[key_a], labels[key_b]
+            found = {}
+            for t in temps:
+                stores = [SampleStore(Path(runs[k]["output"]) / f"samples_T{t}.h5").load() for k in (key_a, key_b)]
+                d = paired_difference(*stores, "v_F", antithetic=True).to_dict()
+                d["within_2_sigma"] = bool(abs(d["mean"]) <= 2 * d["stderr"])
+                # phonon renormalisation Δv_F(T) = v_F(T) − v_F(no EPI) of each run, and its paired difference
+                d["renormalization"] = {key_a: summaries[la]["temperatures"][t]["v_F"]["mean"] - pristine[la],
+                                        key_b: summaries[lb]["temperatures"][t]["v_F"]["mean"] - pristine[lb],
+                                        "difference": d["mean"] - (pristine[la] - pristine[lb])}
+                found[t] = d
+            return {"difference": f"{la} − {lb}", "draw_basis": args.draw_basis, "temperatures": found}
+
+        report["paired"] = paired("ml", "reference")
+        curves = {"ML − reference": report["paired"]["temperatures"]}
+        if "ml_phonons" in runs:
+            report["paired_split"] = {"phonon model": paired("ml_phonons", "reference"),
+                                      "electron model": paired("ml", "ml_phonons")}
+            curves["HedgeNet-Phonon alone (with sp3 SK) − reference"] = \
+                report["paired_split"]["phonon model"]["temperatures"]
+        plot_paired_difference([float(t) for t in temps],
+                               {name: ([c[t]["mean"] for t in temps], [c[t]["stderr"] for t in temps])
+                                for name, c in curves.items()},
+                               [report["paired"]["temperatures"][t]["unpaired_stderr"] for t in temps],
+                               out / "paired_difference.png")
     with open(out / "summary.json", "w") as f:
         json.dump(report, f, indent=2)
     print(json.dumps(report["v_F"], indent=1))
-    for t, d in report.get("paired", {}).get("temperatures", {}).items():
-        print(f"T = {t} K: ML − reference {d['mean']:+.4f} ± {d['stderr']:.4f} eV·Å (paired; independent draws "
-              f"±{d['unpaired_stderr']:.4f}), per-configuration correlation {d['correlation']:.3f}")
+    pairs = {"ML − reference": report.get("paired")}
+    for part, p in report.get("paired_split", {}).items():
+        pairs[f"{part}: {p['difference']}"] = p
+    for name, p in pairs.items():
+        if p is None:
+            continue
+        print(name)
+        for t, d in p["temperatures"].items():
+            r = d["renormalization"]
+            print(f"  T = {t} K: {d['mean']:+.4f} ± {d['stderr']:.4f} eV·Å (paired; independent draws "
+                  f"±{d['unpaired_stderr']:.4f}), per-configuration correlation {d['correlation']:.4f}; "
+                  f"renormalisation v_F − v_F(no EPI) " + ", ".join(f"{k} {v:+.4f}" for k, v in r.items()))
     print(f"figures and summary.json in {out}")
 
 
