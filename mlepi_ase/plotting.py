@@ -222,16 +222,21 @@ def plot_paired_difference(
     """
     t = np.asarray(temperatures, dtype=float)
     se_u = np.asarray(unpaired_stderr, dtype=float)
-    fig, ax = new_figure(figsize=(5, 3.4))
-    ax.fill_between(t, -2 * se_u, 2 * se_u, color="0.85", label="±2 SE of independent draws")
+    fig, axes = new_figure(1, 2, figsize=(9, 3.6))
     markers = "osD^v"
-    for n, (label, (d, se)) in enumerate(series.items()):
-        offset = 4.0 * (n - (len(series) - 1) / 2)  # K, keeps error bars apart
-        ax.errorbar(t + offset, np.asarray(d, float), yerr=2 * np.asarray(se, float), fmt=markers[n % 5] + "-",
-                    capsize=3, ms=4, label=f"{label} (±2 SE, paired)")
-    ax.axhline(0.0, color="k", lw=0.8)
-    ax.set_xlabel("T (K)")
-    ax.set_ylabel(f"Δv_F ({unit})")
-    ax.legend(fontsize=7)
+    for k, ax in enumerate(axes):  # left: on the scale of independent draws; right: zoomed on the differences
+        if k == 0:
+            ax.fill_between(t, -2 * se_u, 2 * se_u, color="0.85", label="±2 SE of independent draws")
+        for n, (label, (d, se)) in enumerate(series.items()):
+            offset = 4.0 * (n - (len(series) - 1) / 2)  # K, keeps error bars apart
+            ax.errorbar(t + offset, np.asarray(d, float), yerr=2 * np.asarray(se, float),
+                        fmt=markers[n % 5] + "-", color=f"C{n}", capsize=3, ms=4,
+                        label=f"{label} (±2 SE, paired)" if k == 0 else None)
+        ax.axhline(0.0, color="k", lw=0.8)
+        ax.set_xlabel("T (K)")
+        ax.set_ylabel(f"Δv_F ({unit})")
+    axes[0].set_title("paired vs independent draws", fontsize=9)
+    axes[1].set_title("paired differences (zoom)", fontsize=9)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(filename, dpi=150)
