@@ -172,8 +172,10 @@ class PipelineConfig:
             raise ValueError(f"n_samples must be positive, got {self.n_samples}")
         if self.antithetic and int(self.n_samples) % 2:
             raise ValueError(f"n_samples must be even with antithetic pairs, got {self.n_samples}")
-        if self.draw_basis not in ("modes", "cartesian"):
-            raise ValueError(f"draw_basis must be 'modes' or 'cartesian', got {self.draw_basis!r}")
+        from .sampling import DRAW_BASES
+
+        if self.draw_basis not in DRAW_BASES:
+            raise ValueError(f"draw_basis must be one of {DRAW_BASES}, got {self.draw_basis!r}")
         if self.executor not in ("serial", "process", "dask"):
             raise ValueError(f"executor must be 'serial', 'process' or 'dask', got {self.executor!r}")
         if len(self.fc_supercell) != 3:
