@@ -4,7 +4,7 @@ For every model given, the pipeline runs with that model's force constants and t
 with the settings and seed of an existing reference run (``results.json`` of a tutorial-04 run's ``reference``
 folder, drawn in the Cartesian basis), so the two runs evaluate paired configurations.  Per temperature the script
 reports the paired difference v_F(model + sp3) − v_F(reference) with its standard error
-(:func:`mlepi_ase.averaging.paired_difference`), the per-pair correlation, and the same difference on the phonon
+(:func:`mlepi_ase.pipeline.compare_runs`), the per-pair correlation, and the same difference on the phonon
 renormalisation v_F(T) − v_F(no EPI) relative to the reference's.  Only the phonon model differs between the two
 runs, so this is the phonon model's whole effect on the observable.  With several models, each is also paired
 directly with the first one given (``against_first_model``).
@@ -45,24 +45,6 @@ def model_run_config(reference_config: dict, model: str, output: str | Path) -> 
             "hamiltonian_calculator": "sp3", "output": str(output), "reference_comparison": False}
 
 
-def compare(reference_dir: Path, reference: dict, run_dir: Path, run: dict) -> dict:
-    """Paired v_F difference (run − reference) per temperature, with the renormalisation difference."""
-    from mlepi_ase.averaging import SampleStore, paired_difference
-
-    p_run, p_ref = run["pristine"]["v_F"], reference["pristine"]["v_F"]
-    out = {}
-    for t in sorted(reference["temperatures"], key=float):
-        stores = [SampleStore(d / f"samples_T{t}.h5").load() for d in (run_dir, reference_dir)]
-        d = paired_difference(*stores, "v_F", antithetic=bool(reference["config"]["antithetic"])).to_dict()
-        renorm_ref = reference["temperatures"][t]["v_F"]["mean"] - p_ref
-        d["within_2_sigma"] = bool(abs(d["mean"]) <= 2 * d["stderr"])
-        d["renormalization"] = {"model": run["temperatures"][t]["v_F"]["mean"] - p_run, "reference": renorm_ref,
-                                "difference": d["mean"] - (p_run - p_ref)}
-        d["renormalization"]["relative_difference"] = d["renormalization"]["difference"] / renorm_ref
-        out[t] = d
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reference_run", help="folder of a reference pipeline run (results.json, samples_T*.h5)")
@@ -73,7 +55,7 @@ def main() -> None:
     parser.add_argument("--plot", default=None, help="PNG of the paired differences (default: next to the JSON)")
     args = parser.parse_args()
 
-    from mlepi_ase.pipeline import run_pipeline
+    from mlepi_ase.pipeline import compare_runs, run_pipeline
     from mlepi_ase.plotting import plot_paired_difference
 
     reference_dir = Path(args.reference_run)
@@ -99,22 +81,17 @@ def main() -> None:
         report["models"][name] = {"model_file": str(path), "sha256": file_sha256(path),
                                   "seconds": time.perf_counter() - t0, "pristine_v_F": run["pristine"]["v_F"],
                                   "gamma_modes": run["gamma_modes"],
-                                  "temperatures": compare(reference_dir, reference, run_dir, run)}
+                                  "temperatures": compare_runs(run_dir, reference_dir)["temperatures"]}
         for t, d in report["models"][name]["temperatures"].items():
             r = d["renormalization"]
             print(f"{name} T = {t} K: {d['mean']:+.4f} ± {d['stderr']:.4f} eV·Å (correlation {d['correlation']:.4f}); "
-                  f"renormalisation {r['model']:+.4f} vs {r['reference']:+.4f} ({100 * r['relative_difference']:+.1f} %)")
+                  f"renormalisation {r['a']:+.4f} vs {r['b']:+.4f} ({100 * r['relative_difference']:+.1f} %)")
     names = list(report["models"])
     if len(names) > 1:  # the models against the first one, paired directly (no reference noise in between)
-        from mlepi_ase.averaging import SampleStore, paired_difference
-
         root = Path(args.output_root)
         report["against_first_model"] = {"first": names[0], "models": {}}
         for name in names[1:]:
-            rows = {}
-            for t in sorted(reference["temperatures"], key=float):
-                stores = [SampleStore(root / n / f"samples_T{t}.h5").load() for n in (name, names[0])]
-                rows[t] = paired_difference(*stores, "v_F", antithetic=bool(reference["config"]["antithetic"])).to_dict()
+            rows = compare_runs(root / name, root / names[0])["temperatures"]
             report["against_first_model"]["models"][name] = rows
             print(f"{name} − {names[0]}: " + ", ".join(f"{t} K {d['mean']:+.4f} ± {d['stderr']:.4f}" for t, d in rows.items()))
     out = Path(args.json)

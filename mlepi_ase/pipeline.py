@@ -42,7 +42,7 @@ from ase import Atoms
 
 from ._files import file_sha256
 
-__all__ = ["PipelineConfig", "run_pipeline", "make_force_calculator", "make_hamiltonian_calculator",
+__all__ = ["PipelineConfig", "run_pipeline", "compare_runs", "make_force_calculator", "make_hamiltonian_calculator",
            "build_unitcell", "DEFAULT_PHONON_MODEL", "DEFAULT_ELECTRON_MODEL"]
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
@@ -441,6 +441,74 @@ def run_pipeline(
     os.replace(tmp, out / "results.json")
     log(f"results written to {out / 'results.json'} ({summary['timings']['total_s']:.0f} s)")
     return summary
+
+
+_PAIRING_KEYS = ("seed", "n_samples", "antithetic", "classical", "draw_basis", "fc_supercell", "sample_supercell")
+
+
+def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, observable: str = "v_F") -> dict:
+    """Paired difference ``O_a − O_b`` of two finished pipeline runs that drew with the same seed.
+
+    The two runs (e.g. learned and reference models, or two learned phonon models) must share the sampling
+    settings (seed, samples, antithetic pairs, classical/quantum widths, draw basis, supercells); their stored
+    per-sample values are then paired sample by sample (:func:`mlepi_ase.averaging.paired_difference`).
+    With ``draw_basis: cartesian`` the draws of different force models are paired configurations and the
+    standard error of the difference is far below that of independent draws; with ``modes`` the pairing
+    holds only while the two models order their near-degenerate modes alike (module docstring).
+
+    Parameters
+    ----------
+    run_a, run_b
+        Output folders of :func:`run_pipeline` (``results.json`` and ``samples_T*.h5``).
+    observable
+        Scalar per-sample observable (``v_F``, ``gamma1``, ``gap``, ...).
+
+    Returns
+    -------
+    dict
+        ``{"run_a", "run_b", "observable", "draw_basis", "temperatures": {T: {...}}}`` where each temperature
+        (the keys of both runs' ``results.json``) holds :meth:`PairedDifference.to_dict` plus
+        ``within_2_sigma`` and, when the pristine structure has the observable, ``renormalization``: each
+        run's ``O(T) − O(no EPI)`` (``a``, ``b``), their difference and that relative to ``b``'s.
+
+    Raises
+    ------
+    ValueError
+        Sampling settings differ, or the runs share no temperature.
+    FileNotFoundError
+        A folder lacks ``results.json``.
+    """
+    from .averaging import SampleStore, paired_difference
+
+    runs = []
+    for folder in (Path(run_a), Path(run_b)):
+        results = folder / "results.json"
+        if not results.is_file():
+            raise FileNotFoundError(f"{results} not found: give the output folder of a finished pipeline run")
+        runs.append(json.loads(results.read_text()))
+    (a, b), defaults = runs, asdict(PipelineConfig())
+    differ = {k: (a["config"].get(k, defaults[k]), b["config"].get(k, defaults[k])) for k in _PAIRING_KEYS
+              if a["config"].get(k, defaults[k]) != b["config"].get(k, defaults[k])}
+    if differ:
+        raise ValueError(f"the runs did not draw the same configurations; settings differ: {differ}")
+    temps = sorted(set(a["temperatures"]) & set(b["temperatures"]), key=float)
+    if not temps:
+        raise ValueError("the two runs share no temperature")
+    antithetic = bool(a["config"]["antithetic"])
+    out = {}
+    for t in temps:
+        stores = [SampleStore(Path(folder) / f"samples_T{t}.h5").load() for folder in (run_a, run_b)]
+        d = paired_difference(*stores, observable, antithetic=antithetic).to_dict()
+        d["within_2_sigma"] = bool(abs(d["mean"]) <= 2 * d["stderr"])
+        pristine = [r["pristine"].get(observable) for r in (a, b)]
+        if None not in pristine:
+            ra, rb = (r["temperatures"][t][observable]["mean"] - p for r, p in zip((a, b), pristine))
+            diff = d["mean"] - (pristine[0] - pristine[1])
+            d["renormalization"] = {"a": ra, "b": rb, "difference": diff,
+                                    "relative_difference": diff / rb if rb != 0 else float("nan")}
+        out[t] = d
+    return {"run_a": str(run_a), "run_b": str(run_b), "observable": observable,
+            "draw_basis": a["config"].get("draw_basis", defaults["draw_basis"]), "temperatures": out}
 
 
 def _plain(v: Any) -> Any:

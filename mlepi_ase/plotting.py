@@ -202,6 +202,7 @@ def plot_paired_difference(
     unpaired_stderr: Sequence[float],
     filename: str | os.PathLike,
     unit: str = "eV·Å",
+    label_y: str = "Δv_F",
 ) -> None:
     """Differences of pipelines' averages over the same draws, with their paired standard errors.
 
@@ -217,8 +218,8 @@ def plot_paired_difference(
         ±2 SE band.
     filename
         PNG path.
-    unit
-        Unit of the values.
+    unit, label_y
+        Unit and name of the plotted difference (y axis).
     """
     t = np.asarray(temperatures, dtype=float)
     se_u = np.asarray(unpaired_stderr, dtype=float)
@@ -234,7 +235,7 @@ def plot_paired_difference(
                         label=f"{label} (±2 SE, paired)" if k == 0 else None)
         ax.axhline(0.0, color="k", lw=0.8)
         ax.set_xlabel("T (K)")
-        ax.set_ylabel(f"Δv_F ({unit})")
+        ax.set_ylabel(f"{label_y} ({unit})" if unit else label_y)
     axes[0].set_title("paired vs independent draws", fontsize=9)
     axes[1].set_title("paired differences (zoom)", fontsize=9)
     axes[0].legend(fontsize=7)

@@ -164,3 +164,42 @@ def test_file_sha256_matches_hashlib(tmp_path):
     data = bytes(range(256)) * 5000  # > 1 MiB: several blocks
     (tmp_path / "f").write_bytes(data)
     assert file_sha256(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+
+
+def test_compare_runs_pairs_two_runs_sample_by_sample(first_run, tmp_path, capsys):
+    """The same draws evaluated with another Hamiltonian: ``compare_runs`` gives the mean difference, the spread
+    of the per-pair differences over √N as its error, and the renormalisations; ``mlepi compare`` prints and
+    writes them; runs that did not draw the same configurations are refused."""
+    import numpy as np
+
+    from mlepi_ase.averaging import SampleStore
+    from mlepi_ase.cli import main
+    from mlepi_ase.pipeline import compare_runs
+
+    out, summary = first_run
+    _copy_phonons(out, tmp_path / "sp3")
+    other = run_pipeline({**TINY, "hamiltonian_calculator": "sp3", "output": str(tmp_path / "sp3")}, verbose=False)
+    report = compare_runs(tmp_path / "sp3", out)
+    assert report["observable"] == "v_F" and report["draw_basis"] == "modes" and set(report["temperatures"]) == {"0", "300"}
+    for t, d in report["temperatures"].items():
+        a, b = (SampleStore(folder / f"samples_T{t}.h5").load().values["v_F"] for folder in (tmp_path / "sp3", out))
+        pairs = 0.5 * ((a - b)[0::2] + (a - b)[1::2])
+        assert d["mean"] == pytest.approx(pairs.mean(), abs=1e-12)
+        assert d["stderr"] == pytest.approx(pairs.std(ddof=1) / np.sqrt(len(pairs)), rel=1e-10)
+        assert d["mean"] == pytest.approx(other["temperatures"][t]["v_F"]["mean"] - summary["temperatures"][t]["v_F"]["mean"],
+                                          abs=1e-12)
+        r = d["renormalization"]
+        assert r["a"] == pytest.approx(other["temperatures"][t]["v_F"]["mean"] - other["pristine"]["v_F"], abs=1e-12)
+        assert r["difference"] == pytest.approx(r["a"] - r["b"], abs=1e-12)
+    assert main(["compare", str(tmp_path / "sp3"), str(out), "-o", str(tmp_path / "c.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "mode-index basis" in printed and "T = 300 K" in printed
+    assert json.loads((tmp_path / "c.json").read_text()) == json.loads(json.dumps(report | {
+        "run_a": str(tmp_path / "sp3"), "run_b": str(out)}))
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    _copy_phonons(out, tmp_path / "seed8")
+    run_pipeline({**TINY, "seed": 8, "temperatures": [300.0], "output": str(tmp_path / "seed8")}, verbose=False)
+    with pytest.raises(ValueError, match="seed"):
+        compare_runs(tmp_path / "seed8", out)
+    assert main(["compare", str(tmp_path / "seed8"), str(out)]) == 2
+    assert main(["compare", str(tmp_path / "missing"), str(out)]) == 2

@@ -33,13 +33,13 @@ def test_tutorial_fermi_velocity_quick_paired(tmp_path, run_tutorial):
         assert d["unpaired_stderr"] == pytest.approx(unpaired["combined_stderr"], rel=1e-12)
         assert d["n_units"] == 2 and d["stderr"] < 0.25 * d["unpaired_stderr"], d
         r = d["renormalization"]
-        for side, prefix in (("ml", "ML"), ("reference", "reference")):
+        for side, prefix in (("a", "ML"), ("b", "reference")):
             label = next(k for k in summary["v_F"] if k.startswith(prefix))
             expected = summary["v_F"][label][t]["mean"] - summary["pristine_v_F"][label]
             assert r[side] == pytest.approx(expected, abs=1e-12)
-        assert r["difference"] == pytest.approx(r["ml"] - r["reference"], abs=1e-12)
+        assert r["difference"] == pytest.approx(r["a"] - r["b"], abs=1e-12)
         split = summary["paired_split"]
         phonon, electron = (split[k]["temperatures"][t] for k in ("phonon model", "electron model"))
         assert phonon["mean"] + electron["mean"] == pytest.approx(d["mean"], abs=1e-12)
-        assert phonon["renormalization"]["ml_phonons"] == electron["renormalization"]["ml_phonons"]
+        assert phonon["renormalization"]["a"] == electron["renormalization"]["b"]  # HedgeNet-Phonon + sp3
     assert (tmp_path / "paired_difference.png").stat().st_size > 1000

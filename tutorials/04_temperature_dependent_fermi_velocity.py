@@ -16,7 +16,7 @@ Walk-through
 2. For every temperature, the Monte Carlo average of the fitted Fermi velocity
    v_F(T) = (1/N) Σ v_F(x_i) with its standard error (antithetic pairs averaged first).
 3. The difference ML − reference from the per-configuration differences (common random numbers,
-   :func:`mlepi_ase.averaging.paired_difference`): its standard error is the spread of the differences,
+   :func:`mlepi_ase.pipeline.compare_runs`, ``mlepi compare``): its standard error is the spread of the differences,
    far smaller than √(SE_ML² + SE_ref²) when the two pipelines' per-configuration v_F correlate.
 4. Figures: v_F(T) of both pipelines with error bars against the no-EPI values (Fig. 4f), the running
    mean / standard error vs N at the highest temperature with a 1/√N line (Fig. 4e), and the paired
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlepi_ase.pipeline import DEFAULT_ELECTRON_MODEL, DEFAULT_PHONON_MODEL, run_pipeline
+from mlepi_ase.pipeline import DEFAULT_ELECTRON_MODEL, DEFAULT_PHONON_MODEL, compare_runs, run_pipeline
 
 
 def parse_args() -> argparse.Namespace:
@@ -87,7 +87,7 @@ def settings(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    from mlepi_ase.averaging import SampleStore, paired_difference, plot_convergence
+    from mlepi_ase.averaging import SampleStore, plot_convergence
     from mlepi_ase.plotting import plot_paired_difference, plot_vf_temperature
 
     args = parse_args()
@@ -141,18 +141,9 @@ def main() -> None:
 
         def paired(key_a: str, key_b: str) -> dict:
             """Paired difference run a − run b of v_F per temperature, with the two runs' renormalisations."""
-            la, lb = labels[key_a], labels[key_b]
-            found = {}
-            for t in temps:
-                stores = [SampleStore(Path(runs[k]["output"]) / f"samples_T{t}.h5").load() for k in (key_a, key_b)]
-                d = paired_difference(*stores, "v_F", antithetic=True).to_dict()
-                d["within_2_sigma"] = bool(abs(d["mean"]) <= 2 * d["stderr"])
-                # phonon renormalisation Δv_F(T) = v_F(T) − v_F(no EPI) of each run, and its paired difference
-                d["renormalization"] = {key_a: summaries[la]["temperatures"][t]["v_F"]["mean"] - pristine[la],
-                                        key_b: summaries[lb]["temperatures"][t]["v_F"]["mean"] - pristine[lb],
-                                        "difference": d["mean"] - (pristine[la] - pristine[lb])}
-                found[t] = d
-            return {"difference": f"{la} − {lb}", "draw_basis": args.draw_basis, "temperatures": found}
+            found = compare_runs(runs[key_a]["output"], runs[key_b]["output"], "v_F")
+            return {"difference": f"{labels[key_a]} − {labels[key_b]}", "draw_basis": found["draw_basis"],
+                    "temperatures": found["temperatures"]}
 
         report["paired"] = paired("ml", "reference")
         curves = {"ML − reference": report["paired"]["temperatures"]}
@@ -180,7 +171,7 @@ def main() -> None:
             r = d["renormalization"]
             print(f"  T = {t} K: {d['mean']:+.4f} ± {d['stderr']:.4f} eV·Å (paired; independent draws "
                   f"±{d['unpaired_stderr']:.4f}), per-configuration correlation {d['correlation']:.4f}; "
-                  f"renormalisation v_F − v_F(no EPI) " + ", ".join(f"{k} {v:+.4f}" for k, v in r.items()))
+                  f"renormalisation v_F − v_F(no EPI) {r['a']:+.4f} vs {r['b']:+.4f}")
     print(f"figures and summary.json in {out}")
 
 

@@ -17,6 +17,7 @@ from .. import __version__
 COMMANDS: list[str] = [
     "demo",
     "run",
+    "compare",
     "phonons",
     "sample",
     "make_dataset",
