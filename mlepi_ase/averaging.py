@@ -286,7 +286,8 @@ def paired_difference(a: "SampleResults", b: "SampleResults", key: str, antithet
         v = np.asarray(run._get(key))
         if v.ndim != 1:
             raise ValueError(f"paired_difference needs a scalar observable; {key!r} has shape {v.shape[1:]} per sample")
-        rows.append(v[np.searchsorted(run.indices, common)])
+        order = np.argsort(run.indices, kind="stable")  # SampleResults made by hand need not be sorted
+        rows.append(v[order[np.searchsorted(run.indices[order], common)]])
     va, vb = rows
     difference = mc_estimate(va - vb, antithetic, common)
     ua, _, _ = _units(va, antithetic, common)

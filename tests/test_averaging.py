@@ -122,6 +122,10 @@ def test_paired_difference_uses_common_samples_and_matches_unpaired_for_independ
     assert q.difference.n_samples == n - 2
     assert q.difference.mean == pytest.approx((a.values["v"][keep] - b.values["v"][keep]).mean(), rel=1e-12)
     assert paired_difference(a, partial_b, "v", antithetic=True).difference.n_samples == n - 4
+    shuffled = rng.permutation(n)  # rows in any order are matched by sample index
+    r = paired_difference(SampleResults(a.indices[shuffled], {"v": a.values["v"][shuffled]}), b, "v")
+    assert r.difference.mean == pytest.approx(p.difference.mean, rel=1e-12)
+    assert r.difference.stderr == pytest.approx(p.difference.stderr, rel=1e-12)
     with pytest.raises(ValueError, match="no samples with the same index"):
         paired_difference(a, SampleResults(np.array([n + 1]), {"v": np.zeros(1)}), "v")
     with pytest.raises(ValueError, match="scalar"):
