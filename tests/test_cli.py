@@ -9,7 +9,7 @@ from mlepi_ase.cli import COMMANDS, build_parser, main
 def test_every_subcommand_has_help(capsys):
     parser = build_parser()
     names = set(parser._subparsers._group_actions[0].choices)
-    assert {"demo", "run", "phonons", "sample", "make-dataset", "train-phonon", "train-electron"} <= names
+    assert {"demo", "run", "compare", "phonons", "sample", "make-dataset", "train-phonon", "train-electron"} <= names
     assert len(names) == len(COMMANDS)
     with pytest.raises(SystemExit) as exc:
         main(["--help"])

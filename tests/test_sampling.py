@@ -336,7 +336,12 @@ def test_cartesian_draws_of_two_force_models_differ_as_their_covariances_do(resu
 
 
 def test_bad_draw_basis_is_refused(modes):
+    from mlepi_ase.cli import build_parser
+
     assert DRAW_BASES == ("modes", "cartesian")
+    sample_parser = build_parser()._subparsers._group_actions[0].choices["sample"]
+    choices = next(a.choices for a in sample_parser._actions if a.dest == "draw_basis")
+    assert tuple(choices) == DRAW_BASES  # the command line offers exactly the sampler's bases
     with pytest.raises(ValueError, match="draw_basis"):
         sample_configurations(modes, 300.0, 2, draw_basis="normal")
 
