@@ -487,8 +487,8 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, observable:
             raise FileNotFoundError(f"{results} not found: give the output folder of a finished pipeline run")
         runs.append(json.loads(results.read_text()))
     (a, b), defaults = runs, asdict(PipelineConfig())
-    differ = {k: (a["config"].get(k, defaults[k]), b["config"].get(k, defaults[k])) for k in _PAIRING_KEYS
-              if a["config"].get(k, defaults[k]) != b["config"].get(k, defaults[k])}
+    settings = {k: (a["config"].get(k, defaults[k]), b["config"].get(k, defaults[k])) for k in _PAIRING_KEYS}
+    differ = {k: pair for k, pair in settings.items() if pair[0] != pair[1]}
     if differ:
         raise ValueError(f"the runs did not draw the same configurations; settings differ: {differ}")
     temps = sorted(set(a["temperatures"]) & set(b["temperatures"]), key=float)
@@ -508,7 +508,7 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, observable:
                                     "relative_difference": diff / rb if rb != 0 else float("nan")}
         out[t] = d
     return {"run_a": str(run_a), "run_b": str(run_b), "observable": observable,
-            "draw_basis": a["config"].get("draw_basis", defaults["draw_basis"]), "temperatures": out}
+            "draw_basis": settings["draw_basis"][0], "temperatures": out}
 
 
 def _plain(v: Any) -> Any:
