@@ -1,0 +1,178 @@
+r"""A fused form of MACE's edge tensor product (``uvu`` with per-edge weights), same numbers, less work.
+
+What it computes
+----------------
+MACE's interaction layer multiplies every edge's sender features :math:`h_{e,u,a}` (channel *u*,
+component *a* of an irrep of degree :math:`l_1`) with the edge's spherical harmonics
+:math:`Y_{e,j}` (one copy of each degree :math:`l_2`) and weights the result per edge, channel and
+path with the radial network's output :math:`w_{e,p,u}`:
+
+.. math::
+
+    m_{e,u,k}^{(p)} = w_{e,p,u}\, \alpha_p \sum_{a,j} C^{(l_1 l_2 l_3)}_{a j k}\, h_{e,u,a}\, Y_{e,j},
+
+one output block per path :math:`p = (l_1, l_2 \to l_3)`, with the Wigner-3j symbols :math:`C` and the
+path normalisation :math:`\alpha_p` of e3nn's ``TensorProduct`` (``connection_mode="uvu"``,
+``shared_weights=False``).  e3nn evaluates each path on its own (outer products
+:math:`h \otimes Y` per path, then an einsum with :math:`C`, then slices and concatenations); on a
+CPU its autograd graph — differentiated twice in training, once for the forces and once for the
+loss — spends most of its time allocating, zero-filling and copying edge-sized tensors.
+
+How it is fused
+---------------
+All paths that read the same input block :math:`l_1` share one contraction.  With the spherical
+harmonics folded into the coefficients first,
+
+.. math::
+
+    M_{e,a,(p,k)} = \sum_j Y_{e,j}\, \alpha_p C^{(p)}_{a j k}
+    \qquad\text{(one matrix product, } (E, D_2) \times (D_2, d_1 K)\text{)},
+
+the messages of every path of that block are one batched product over the edge index,
+:math:`m_{e,u,(p,k)} = w_{e,p(k),u} \sum_a h_{e,u,a} M_{e,a,(p,k)}` (a broadcast product for
+:math:`l_1 = 0`), and one column gather puts the blocks in e3nn's output order (irrep blocks in
+instruction order, channel-major inside a block).  The coefficients are built in float64 from
+e3nn's Wigner-3j symbols and the instructions' path weights and cast to the model dtype, so the
+result equals e3nn's to round-off (tests compare both, values and first and second derivatives).
+
+The module holds no parameters and no persistent buffers: model files are unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._e3nn import o3
+
+__all__ = ["FusedEdgeTensorProduct", "fusable"]
+
+
+def fusable(tp: Any) -> bool:
+    """Whether an e3nn ``TensorProduct`` has the form this module fuses.
+
+    Every instruction ``uvu`` with a weight, weights per call (``shared_weights=False``), every
+    first-input irrep with the same multiplicity (MACE's channels), every second-input irrep with
+    multiplicity 1, every output block written by exactly one instruction.
+    """
+    if getattr(tp, "internal_weights", True) or getattr(tp, "shared_weights", True):
+        return False
+    if len({mul for mul, _ in tp.irreps_in1}) != 1 or any(mul != 1 for mul, _ in tp.irreps_in2):
+        return False
+    outs = [ins.i_out for ins in tp.instructions]
+    if sorted(outs) != list(range(len(tp.irreps_out))):
+        return False
+    return all(ins.connection_mode == "uvu" and ins.has_weight for ins in tp.instructions)
+
+
+class FusedEdgeTensorProduct(torch.nn.Module):
+    """The e3nn ``uvu`` tensor product ``tp(x1, x2, weight)`` of :func:`fusable` form, fused.
+
+    Parameters
+    ----------
+    tp
+        The e3nn ``TensorProduct`` to reproduce (its irreps, instructions and path weights are read;
+        it is not kept).
+
+    Notes
+    -----
+    Call with ``x1`` (E, irreps_in1.dim), ``x2`` (E, irreps_in2.dim) and ``weight`` (E, weight_numel),
+    all of one dtype; returns (E, irreps_out.dim), as e3nn's module does.  Internally the messages are
+    laid out as (E, mul, K): channel *u* major, then the components *k* of all paths, grouped by the
+    first-input block they read; ``output_index`` maps e3nn's columns to that layout.
+    """
+
+    def __init__(self, tp: Any) -> None:
+        super().__init__()
+        if not fusable(tp):
+            raise ValueError("tensor product is not of the fusable form (uvu, per-call weights, equal "
+                             "first-input multiplicities, multiplicity-1 second input, one instruction "
+                             "per output block)")
+        in1, in2, out = o3.Irreps(tp.irreps_in1), o3.Irreps(tp.irreps_in2), o3.Irreps(tp.irreps_out)
+        self.dim_in2 = in2.dim
+        self.mul = in1[0].mul
+        self.weight_numel = int(tp.weight_numel)
+        slices1, slices2, slices_out = in1.slices(), in2.slices(), out.slices()
+
+        weight_offsets = [self.mul * n for n in range(len(tp.instructions))]  # e3nn: one (mul,) block per path
+        if self.mul * len(tp.instructions) != self.weight_numel:
+            raise ValueError(f"weight layout mismatch: {self.mul * len(tp.instructions)} != {tp.weight_numel}")
+
+        # per group (first-input block): (start column in x1, d1, K); per path: (l1, l2, l3, j0, alpha, k0)
+        self._groups: list[tuple[int, int, int]] = []
+        self._paths: list[list[tuple[int, int, int, int, float, int]]] = []
+        k_layout: list[tuple[int, int, int, int]] = []  # (global k0, d3, i_out, weight offset) in layout order
+        k_global = 0
+        for i1, (_, ir1) in enumerate(in1):
+            group = [(n, ins) for n, ins in enumerate(tp.instructions) if ins.i_in1 == i1]
+            if not group:
+                continue
+            paths, k0 = [], 0
+            for n, ins in group:
+                l2, l3 = in2[ins.i_in2].ir.l, out[ins.i_out].ir.l
+                paths.append((ir1.l, l2, l3, slices2[ins.i_in2].start, float(ins.path_weight), k0))
+                k_layout.append((k_global + k0, 2 * l3 + 1, ins.i_out, weight_offsets[n]))
+                k0 += 2 * l3 + 1
+            self._groups.append((slices1[i1].start, ir1.dim, k0))
+            self._paths.append(paths)
+            k_global += k0
+        self.k_total = k_global
+        # e3nn column: block start + u * d3 + m  <-  fused column: u * K + k0 + m
+        source = torch.empty(out.dim, dtype=torch.long)
+        u = torch.arange(self.mul)[:, None]
+        for k0, d3, i_out, _ in k_layout:
+            m = torch.arange(d3)[None, :]
+            source[(slices_out[i_out].start + u * d3 + m).reshape(-1)] = (u * self.k_total + k0 + m).reshape(-1)
+        self.register_buffer("output_index", source, persistent=False)
+        # weight column of fused column (u, k): the path's weight offset + u
+        path_offset = torch.empty(self.k_total, dtype=torch.long)
+        for k0, d3, _, w_off in k_layout:
+            path_offset[k0:k0 + d3] = w_off
+        self.register_buffer("weight_index", (path_offset[None, :] + u).reshape(-1), persistent=False)
+        for g in range(len(self._groups)):
+            self.register_buffer(f"coefficients_{g}", self._coefficients(g, torch.float64), persistent=False)
+
+    def _coefficients(self, g: int, dtype: torch.dtype) -> torch.Tensor:
+        """(D2, d1 · K) matrix folding the second input into the paths of group ``g``, in float64 → dtype."""
+        _, d1, k_total = self._groups[g]
+        c = torch.zeros(self.dim_in2, d1, k_total, dtype=torch.float64)
+        for l1, l2, l3, j0, alpha, k0 in self._paths[g]:
+            w3j = o3.wigner_3j(l1, l2, l3, dtype=torch.float64)  # (d1, d2, d3)
+            c[j0:j0 + 2 * l2 + 1, :, k0:k0 + 2 * l3 + 1] = alpha * w3j.permute(1, 0, 2)
+        return c.reshape(self.dim_in2, d1 * k_total).to(dtype)
+
+    @torch.no_grad()
+    def refresh_constants(self) -> None:
+        """Rebuild the coefficients from float64 in the current dtype/device (after a cast)."""
+        for g in range(len(self._groups)):
+            buf = getattr(self, f"coefficients_{g}")
+            buf.copy_(self._coefficients(g, torch.float64).to(device=buf.device, dtype=buf.dtype))
+
+    def _messages(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Messages (E, mul · K) in the fused column order (see the class notes)."""
+        n_edges = x1.shape[0]
+        parts = []
+        for g, (start, d1, k_total) in enumerate(self._groups):
+            h = x1.narrow(1, start, self.mul * d1).reshape(n_edges, self.mul, d1)
+            folded = (x2 @ getattr(self, f"coefficients_{g}")).reshape(n_edges, d1, k_total)
+            parts.append(h * folded if d1 == 1 else torch.bmm(h, folded))  # (E, mul, K_g)
+        msg = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+        w = weight.index_select(1, self.weight_index).reshape(n_edges, self.mul, self.k_total)
+        return (msg * w).reshape(n_edges, self.mul * self.k_total)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Messages (E, irreps_out.dim) of sender features ``x1``, harmonics ``x2``, weights ``weight``,
+        in e3nn's column order (a drop-in for e3nn's module)."""
+        return self._messages(x1, x2, weight).index_select(1, self.output_index)
+
+    def scatter_sum(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, receiver: torch.Tensor,
+                    n_nodes: int) -> torch.Tensor:
+        """Messages summed per receiving node, (n_nodes, irreps_out.dim) in e3nn's column order.
+
+        Equals ``zeros(n_nodes, D).index_add(0, receiver, forward(x1, x2, weight))``, but the columns are
+        reordered after the sum, on node- rather than edge-sized tensors.
+        """
+        messages = self._messages(x1, x2, weight)
+        summed = torch.zeros((n_nodes, messages.shape[1]), dtype=messages.dtype, device=messages.device)
+        return summed.index_add(0, receiver, messages).index_select(1, self.output_index)
