@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from .. import __version__
+from ..allocator import enabled_by_environment, retain_freed_memory
 
 COMMANDS: list[str] = [
     "demo",
@@ -41,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mlepi`` console script; returns the exit status."""
+    """Entry point of the ``mlepi`` console script; returns the exit status.
+
+    Keeps freed memory in the process first (:func:`mlepi_ase.allocator.retain_freed_memory`; faster
+    PyTorch on a CPU) unless ``MLEPI_RETAIN_FREED_MEMORY=0``.
+    """
+    if enabled_by_environment():
+        retain_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

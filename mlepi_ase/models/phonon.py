@@ -418,7 +418,7 @@ class HeteroInteractionBlock(torch.nn.Module):
     ----------
     use_fused_tp : bool
         Evaluate the edge tensor product with :class:`~mlepi_ase.models.edge_tensor_product.FusedEdgeTensorProduct`
-        (default; same numbers to round-off, about half the training time on a CPU) instead of e3nn's
+        (default; same numbers to round-off, faster on a CPU, see that module) instead of e3nn's
         ``conv_tp``, which stays in the module and in model files.
     """
 
