@@ -62,12 +62,11 @@ def fusable(tp: Any) -> bool:
     """Whether an e3nn ``TensorProduct`` has the form this module fuses.
 
     Every instruction ``uvu`` with a weight, weights per call (``shared_weights=False``), every
-    first-input irrep with the same multiplicity (MACE's channels), every second-input irrep with
-    multiplicity 1, every output block written by exactly one instruction.
+    second-input irrep with multiplicity 1, every output block written by exactly one instruction.
     """
     if getattr(tp, "internal_weights", True) or getattr(tp, "shared_weights", True):
         return False
-    if len({mul for mul, _ in tp.irreps_in1}) != 1 or any(mul != 1 for mul, _ in tp.irreps_in2):
+    if any(mul != 1 for mul, _ in tp.irreps_in2):
         return False
     outs = [ins.i_out for ins in tp.instructions]
     if sorted(outs) != list(range(len(tp.irreps_out))):
@@ -87,68 +86,63 @@ class FusedEdgeTensorProduct(torch.nn.Module):
     Notes
     -----
     Call with ``x1`` (E, irreps_in1.dim), ``x2`` (E, irreps_in2.dim) and ``weight`` (E, weight_numel),
-    all of one dtype; returns (E, irreps_out.dim), as e3nn's module does.  Internally the messages are
-    laid out as (E, mul, K): channel *u* major, then the components *k* of all paths, grouped by the
-    first-input block they read; ``output_index`` maps e3nn's columns to that layout.
+    all of one dtype; returns (E, irreps_out.dim), as e3nn's module does.  Internally the paths are
+    grouped by the first-input block they read; a group's messages are laid out as (E, mul_g, K_g),
+    channel *u* major, then the components *k* of the group's paths, and the groups one after the other;
+    ``output_index`` maps e3nn's columns to that layout.
     """
 
     def __init__(self, tp: Any) -> None:
         super().__init__()
         if not fusable(tp):
-            raise ValueError("tensor product is not of the fusable form (uvu, per-call weights, equal "
-                             "first-input multiplicities, multiplicity-1 second input, one instruction "
-                             "per output block)")
+            raise ValueError("tensor product is not of the fusable form (uvu, per-call weights, "
+                             "multiplicity-1 second input, one instruction per output block)")
         in1, in2, out = o3.Irreps(tp.irreps_in1), o3.Irreps(tp.irreps_in2), o3.Irreps(tp.irreps_out)
         self.dim_in2 = in2.dim
-        self.mul = in1[0].mul
         self.weight_numel = int(tp.weight_numel)
         slices1, slices2, slices_out = in1.slices(), in2.slices(), out.slices()
 
-        weight_offsets = [self.mul * n for n in range(len(tp.instructions))]  # e3nn: one (mul,) block per path
-        if self.mul * len(tp.instructions) != self.weight_numel:
-            raise ValueError(f"weight layout mismatch: {self.mul * len(tp.instructions)} != {tp.weight_numel}")
+        weight_offsets, offset = [], 0  # e3nn: one (mul,) block of weights per path, in instruction order
+        for ins in tp.instructions:
+            weight_offsets.append(offset)
+            offset += in1[ins.i_in1].mul
+        if offset != self.weight_numel:
+            raise ValueError(f"weight layout mismatch: {offset} != {tp.weight_numel}")
 
-        # per group (first-input block): (start column in x1, d1, K); per path: (l1, l2, l3, j0, alpha, k0)
-        self._groups: list[tuple[int, int, int]] = []
+        # per group (first-input block): (start column in x1, mul, d1, K); per path: (l1, l2, l3, j0, alpha, k0)
+        self._groups: list[tuple[int, int, int, int]] = []
         self._paths: list[list[tuple[int, int, int, int, float, int]]] = []
-        k_layout: list[tuple[int, int, int, int]] = []  # (global k0, d3, i_out, weight offset) in layout order
-        k_global = 0
-        for i1, (_, ir1) in enumerate(in1):
+        source = torch.empty(out.dim, dtype=torch.long)
+        column = 0  # first column of the group in the fused layout
+        for i1, (mul, ir1) in enumerate(in1):
             group = [(n, ins) for n, ins in enumerate(tp.instructions) if ins.i_in1 == i1]
             if not group:
                 continue
-            paths, k0 = [], 0
+            k_group = sum(2 * out[ins.i_out].ir.l + 1 for _, ins in group)
+            u = torch.arange(mul)[:, None]
+            paths, weight_cols, k0 = [], [], 0
             for n, ins in group:
                 l2, l3 = in2[ins.i_in2].ir.l, out[ins.i_out].ir.l
+                d3 = 2 * l3 + 1
                 paths.append((ir1.l, l2, l3, slices2[ins.i_in2].start, float(ins.path_weight), k0))
-                k_layout.append((k_global + k0, 2 * l3 + 1, ins.i_out, weight_offsets[n]))
-                k0 += 2 * l3 + 1
-            self._groups.append((slices1[i1].start, ir1.dim, k0))
+                m = torch.arange(d3)[None, :]
+                # e3nn column: block start + u * d3 + m  <-  fused column: group column + u * K_g + k0 + m
+                source[(slices_out[ins.i_out].start + u * d3 + m).reshape(-1)] = (
+                    column + u * k_group + k0 + m).reshape(-1)
+                weight_cols.append((weight_offsets[n] + u).expand(mul, d3))  # weight of (u, k): offset + u
+                k0 += d3
+            self.register_buffer(f"weight_index_{len(self._groups)}",
+                                 torch.cat(weight_cols, dim=1).reshape(-1), persistent=False)
+            self._groups.append((slices1[i1].start, mul, ir1.dim, k_group))
             self._paths.append(paths)
-            k_global += k0
-        self.k_total = k_global
-        # e3nn column: block start + u * d3 + m  <-  fused column: u * K + k0 + m
-        source = torch.empty(out.dim, dtype=torch.long)
-        u = torch.arange(self.mul)[:, None]
-        for k0, d3, i_out, _ in k_layout:
-            m = torch.arange(d3)[None, :]
-            source[(slices_out[i_out].start + u * d3 + m).reshape(-1)] = (u * self.k_total + k0 + m).reshape(-1)
+            column += mul * k_group
         self.register_buffer("output_index", source, persistent=False)
-        # weight column of fused column (u, k): the path's weight offset + u; one index per group
-        path_offset = torch.empty(self.k_total, dtype=torch.long)
-        for k0, d3, _, w_off in k_layout:
-            path_offset[k0:k0 + d3] = w_off
-        k0 = 0
-        for g, (_, _, k_group) in enumerate(self._groups):
-            index = (path_offset[None, k0:k0 + k_group] + u).reshape(-1)
-            self.register_buffer(f"weight_index_{g}", index, persistent=False)
-            k0 += k_group
         for g in range(len(self._groups)):
             self.register_buffer(f"coefficients_{g}", self._coefficients(g, torch.float64), persistent=False)
 
     def _coefficients(self, g: int, dtype: torch.dtype) -> torch.Tensor:
         """(D2, d1 · K) matrix folding the second input into the paths of group ``g``, in float64 → dtype."""
-        _, d1, k_total = self._groups[g]
+        _, _, d1, k_total = self._groups[g]
         c = torch.zeros(self.dim_in2, d1, k_total, dtype=torch.float64)
         for l1, l2, l3, j0, alpha, k0 in self._paths[g]:
             w3j = o3.wigner_3j(l1, l2, l3, dtype=torch.float64)  # (d1, d2, d3)
@@ -163,21 +157,20 @@ class FusedEdgeTensorProduct(torch.nn.Module):
             buf.copy_(self._coefficients(g, torch.float64).to(device=buf.device, dtype=buf.dtype))
 
     def _group_messages(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> list[torch.Tensor]:
-        """Messages of each group of paths, (E, mul · K_g) each, channel-major (see the class notes)."""
+        """Messages of each group of paths, (E, mul_g · K_g) each, channel-major (see the class notes)."""
         n_edges = x1.shape[0]
         parts = []
-        for g, (start, d1, k_total) in enumerate(self._groups):
-            h = x1.narrow(1, start, self.mul * d1).reshape(n_edges, self.mul, d1)
+        for g, (start, mul, d1, k_total) in enumerate(self._groups):
+            h = x1.narrow(1, start, mul * d1).reshape(n_edges, mul, d1)
             folded = (x2 @ getattr(self, f"coefficients_{g}")).reshape(n_edges, d1, k_total)
             msg = h * folded if d1 == 1 else torch.bmm(h, folded)  # (E, mul, K_g)
-            w = weight.index_select(1, getattr(self, f"weight_index_{g}")).reshape(n_edges, self.mul, k_total)
-            parts.append((msg * w).reshape(n_edges, self.mul * k_total))
+            w = weight.index_select(1, getattr(self, f"weight_index_{g}")).reshape(n_edges, mul, k_total)
+            parts.append((msg * w).reshape(n_edges, mul * k_total))
         return parts
 
     def _e3nn_order(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        """Join per-group (rows, mul · K_g) blocks into e3nn's column order, (rows, irreps_out.dim)."""
-        rows = parts[0].shape[0]
-        joined = torch.cat([p.reshape(rows, self.mul, -1) for p in parts], dim=2).reshape(rows, -1)
+        """Join per-group (rows, mul_g · K_g) blocks into e3nn's column order, (rows, irreps_out.dim)."""
+        joined = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         return joined.index_select(1, self.output_index)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

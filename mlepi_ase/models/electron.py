@@ -120,6 +120,7 @@ from ..graph import RELATIONS, build_graph
 from ..orbitals import OrbitalBasis
 from ..tb import TBHamiltonian
 from ._base import ConstantsModule, ModelFileError, as_dtype, read_model_payload
+from .edge_tensor_product import FusedEdgeTensorProduct
 
 from e3nn import nn as e3nn_nn  # noqa: E402  (after mlepi_ase._e3nn, see that module)
 
@@ -454,6 +455,8 @@ class _Interaction(nn.Module):
         gated = o3.Irreps([(m, ir) for m, ir in hidden if ir.l > 0])
         gates = o3.Irreps(f"{gated.num_irreps}x0e") if gated.num_irreps else o3.Irreps("")
         self.tp, irreps_mid = _uvu_tensor_product(irreps_in, irreps_sh, [ir for _, ir in hidden])
+        self.fused_tp = FusedEdgeTensorProduct(self.tp)  # same numbers, faster; no state (model files keep tp)
+        self.use_fused_tp = True
         self.radial = nn.ModuleList(
             [_MLP([num_radial, radial_hidden, radial_hidden, self.tp.weight_numel]) for _ in RELATIONS]
         )
@@ -475,8 +478,10 @@ class _Interaction(nn.Module):
                     continue
                 w[m] = self.radial[r](e.rbf[m])
             w = w * (e.env / avg[e.rel])[:, None]
-            msg = self.tp(x[e.dst], e.sh, w)
-            agg.index_add_(0, e.src, msg)
+            if self.use_fused_tp:
+                agg = agg + self.fused_tp.scatter_sum(x[e.dst], e.sh, w, e.src, x.shape[0])
+            else:
+                agg.index_add_(0, e.src, self.tp(x[e.dst], e.sh, w))
         h = self.linear(agg) + self.self_connection(x, species)
         out = self.gate(h)
         return out + x if self.residual else out
@@ -526,6 +531,8 @@ class _OffsiteHead(nn.Module):
         self.reduce = _IrrepsLinear(irreps_x, irreps_head)
         irreps_in = irreps_head + irreps_head
         self.tp, irreps_mid = _uvu_tensor_product(irreps_in, irreps_sh, sorted(needed))
+        self.fused_tp = FusedEdgeTensorProduct(self.tp)  # same numbers, faster; no state (model files keep tp)
+        self.use_fused_tp = True
         sign = []
         n_head = len(irreps_head)
         for ins, (mul, ir) in zip(self.tp.instructions, irreps_mid):
@@ -675,6 +682,9 @@ class HedgeNetElectron(ConstantsModule):
             if m and buf.is_floating_point():
                 l1, l2, l3 = (int(x) for x in m.groups())
                 buf.copy_(o3.wigner_3j(l1, l2, l3, dtype=torch.float64).to(device=device, dtype=buf.dtype))
+        for module in self.modules():
+            if isinstance(module, FusedEdgeTensorProduct):
+                module.refresh_constants()
         for (a, b), key in getattr(self, "_pair_keys", {}).items():
             buf = getattr(self, f"block_map_{key}")
             za, zb = self._species[a], self._species[b]
@@ -760,7 +770,7 @@ class HedgeNetElectron(ConstantsModule):
             if e.rel_masks[r] is not None:
                 w[e.rel_masks[r]] = head.radial[r](feats[e.rel_masks[r]])
         xi, xj = xt[e.src], xt[e.dst]
-        mid = head.tp(torch.cat([xi + xj, xi - xj], dim=1), e.sh, w)
+        mid = (head.fused_tp if head.use_fused_tp else head.tp)(torch.cat([xi + xj, xi - xj], dim=1), e.sh, w)
         mid_swap = mid * head.swap_sign
         nmax, nsp = self.nmax, len(self._species)
         out = x.new_zeros(len(e.src), nmax, nmax)

@@ -35,6 +35,7 @@ CASES = {
     "scalars_l2": ("4x0e", 2, 4),
     "vectors_l2": ("4x0e+4x1o", 2, 4),  # the shipped model's second layer, 4 instead of 32 channels
     "l2_features_l3": ("3x0e+3x1o+3x2e", 3, 3),  # more paths, a first input of degree 2
+    "unequal_multiplicities": ("8x0e+4x1o+4x1e+2x2e", 2, 4),  # as HedgeNet-Electron's hidden irreps
 }
 
 
@@ -124,3 +125,20 @@ def test_shipped_model_forces_agree(rng):
     for block in model.interactions:
         block.use_fused_tp = False
     np.testing.assert_allclose(fused, model.predict(atoms)["forces"], rtol=0, atol=1e-10)
+
+
+def test_electron_model_is_the_same_with_either_product(rng):
+    """HedgeNet-Electron (unequal multiplicities per degree, an s2p2d1 basis) with both products, float64."""
+    from test_electron_model import SPD, tiny
+
+    model = tiny(SPD)
+    products = [m for m in model.modules() if hasattr(m, "use_fused_tp")]
+    assert len(products) == 3 and all(m.use_fused_tp for m in products)  # two interactions, the off-site head
+    atoms = rattled_bilayer(rng, size=(1, 1))
+    fused = model.predict_hamiltonian(atoms)
+    for m in products:
+        m.use_fused_tp = False
+    plain = model.predict_hamiltonian(atoms)
+    assert np.abs(fused.blocks).max() > 0.1
+    np.testing.assert_allclose(fused.blocks, plain.blocks, rtol=0, atol=1e-12)
+    assert not any("fused_tp" in key for key in model.state_dict())
