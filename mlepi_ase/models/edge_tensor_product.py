@@ -38,11 +38,13 @@ cast to the model dtype, so the result equals e3nn's to round-off (tests compare
 first and second derivatives).
 
 Cost (``benchmarks/bench_edge_tensor_product.py``, one thread of a 2-core CPU machine, shipped model,
-float32, ``benchmarks/results/edge_tensor_product_cpu.json``): a training step (8 × 64 atoms) 1.3–1.4×
-faster than with e3nn's product, an energy + forces call 1.2–1.3× for 64–576 atoms; at 2304 atoms the
-gain needs freed memory kept in the process (:mod:`mlepi_ase.allocator`, what the ``mlepi`` command does:
-1.8× against e3nn's product with the C library's defaults, 0.96× without it), because both forms are
-limited by writing edge-sized temporaries.
+float32, ``benchmarks/results/edge_tensor_product_cpu.json``, medians of 7 interleaved calls): with the C
+library's default malloc settings a training step (8 × 64 atoms) is 1.22× and an energy + forces call
+1.06–1.16× faster than with e3nn's product (64–2304 atoms); with freed memory kept in the process
+(:mod:`mlepi_ase.allocator`, what the ``mlepi`` command does) 1.66× and 1.18× / 1.34× / 2.22× (64 / 576 /
+2304 atoms) against e3nn's product with the defaults — both forms are limited by writing edge-sized
+temporaries, so the fused one gains most where fresh memory is not paid for again every call.  (An earlier
+run of the same benchmark on the previous layout of this module: 1.39× and 1.20× / 1.31× / 1.81×.)
 
 The module holds no parameters and no persistent buffers: model files are unchanged.
 """
