@@ -7,10 +7,11 @@ the *mmap threshold* (128 KiB at start, raised dynamically up to 32 MiB) with fr
 returns freed memory at the top of the heap to the kernel once it exceeds the *trim threshold*.  A
 HedgeNet model allocates and frees edge-sized tensors of 10–200 MB many times per call (messages of
 E edges × 672 components in float32, and their gradients); each fresh page then costs a page fault
-and a kernel zero-fill before PyTorch writes it.  For these workloads that costs as much as the
-arithmetic: measured on a 2-core CPU machine (one thread, ``benchmarks/bench_edge_tensor_product.py``),
-a training step of HedgeNet-Phonon (8 × 64 atoms, forces loss) takes ~1.3× and an energy + forces call
-on 2304 atoms ~1.6× longer with glibc's defaults than with freed memory kept.
+and a kernel zero-fill before PyTorch writes it.  For these workloads that costs about as much as the
+arithmetic: measured on a 2-core CPU machine (one thread, ``benchmarks/bench_edge_tensor_product.py``,
+``benchmarks/results/edge_tensor_product_cpu.json``), HedgeNet-Phonon with its fused edge tensor product takes
+1.36× longer per training step (8 × 64 atoms, forces loss) and 2.08× longer per energy + forces call on 2304
+atoms with glibc's defaults than with freed memory kept (with e3nn's product: 1.18× and 1.69×).
 
 What
 ----
@@ -18,9 +19,9 @@ What
 blocks are mapped afresh; where glibc refuses that value, its classic maximum of 32 MiB),
 ``M_TRIM_THRESHOLD`` ≈ 2 GiB (freed memory is kept up to that) and ``M_TOP_PAD`` = 1 GiB (the heap
 grows in large steps).  The price is that the process does not give freed memory back to the system
-(up to the trim threshold) until it ends, and blocks below 1 GiB come from the heap, where
-fragmentation can raise the peak resident memory a little — right for a command-line run or a training, less so for a long-lived interactive
-session that also does other things.  The ``mlepi`` command calls it at start (set
+(up to the trim threshold) until it ends, and blocks below 1 GiB come from the heap, where fragmentation
+may raise the peak resident memory (not measured) — right for a command-line run or a training, less so for
+a long-lived interactive session that also does other things.  The ``mlepi`` command calls it at start (set
 ``MLEPI_RETAIN_FREED_MEMORY=0`` to leave the C library's defaults); scripts may call it themselves.
 It does nothing outside glibc (macOS, musl, Windows).
 """
