@@ -3,7 +3,9 @@
 Both models hold constants that are not parameters (Wigner-3j / Clebsch–Gordan tensors, U matrices,
 Bessel roots, block maps).  They are computed in float64 and must be rebuilt in the model's dtype
 whenever the module is moved or cast, or loads a state dict: a plain cast would leave a float64
-model with float32-accurate coefficients.
+model with float32-accurate coefficients.  The coefficients of the fused edge tensor products
+(:class:`~mlepi_ase.models.edge_tensor_product.FusedEdgeTensorProduct`, not in the state dict) are rebuilt
+here for every model after each move or cast.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .edge_tensor_product import FusedEdgeTensorProduct
 
 __all__ = ["as_dtype", "ConstantsModule", "ModelFileError", "read_model_payload"]
 
@@ -45,6 +49,9 @@ class ConstantsModule(torch.nn.Module):
         """Move/cast as torch does, then rebuild the constant tensors in the new dtype."""
         out = super()._apply(fn, *args, **kwargs)
         self._refresh_constants()
+        for module in self.modules():
+            if isinstance(module, FusedEdgeTensorProduct):
+                module.refresh_constants()
         return out
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]

@@ -101,14 +101,13 @@ class FusedEdgeTensorProduct(torch.nn.Module):
                              "multiplicity-1 second input, one instruction per output block)")
         in1, in2, out = o3.Irreps(tp.irreps_in1), o3.Irreps(tp.irreps_in2), o3.Irreps(tp.irreps_out)
         self.dim_in2 = in2.dim
-        self.weight_numel = int(tp.weight_numel)
         slices1, slices2, slices_out = in1.slices(), in2.slices(), out.slices()
 
         weight_offsets, offset = [], 0  # e3nn: one (mul,) block of weights per path, in instruction order
         for ins in tp.instructions:
             weight_offsets.append(offset)
             offset += in1[ins.i_in1].mul
-        if offset != self.weight_numel:
+        if offset != tp.weight_numel:
             raise ValueError(f"weight layout mismatch: {offset} != {tp.weight_numel}")
 
         # per group (first-input block): (start column in x1, mul, d1, K); per path: (l1, l2, l3, j0, alpha, k0)

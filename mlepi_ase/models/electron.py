@@ -682,9 +682,6 @@ class HedgeNetElectron(ConstantsModule):
             if m and buf.is_floating_point():
                 l1, l2, l3 = (int(x) for x in m.groups())
                 buf.copy_(o3.wigner_3j(l1, l2, l3, dtype=torch.float64).to(device=device, dtype=buf.dtype))
-        for module in self.modules():
-            if isinstance(module, FusedEdgeTensorProduct):
-                module.refresh_constants()
         for (a, b), key in getattr(self, "_pair_keys", {}).items():
             buf = getattr(self, f"block_map_{key}")
             za, zb = self._species[a], self._species[b]

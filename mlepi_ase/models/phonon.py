@@ -617,9 +617,6 @@ class HedgeNetPhonon(ConstantsModule):
                                           irreps_out=o3.Irreps(str(mul_ir.ir)), correlation=nu,
                                           use_cueq_cg=False, dtype=torch.float64)[-1]
                         buf.copy_(u.reshape(buf.shape).to(device=device, dtype=buf.dtype))
-        for module in self.modules():
-            if isinstance(module, FusedEdgeTensorProduct):
-                module.refresh_constants()
         for cut, emb in zip(self.network_cutoffs, self.radial_embeddings):
             n = emb.bessel_fn.bessel_weights.numel()
             emb.bessel_fn.bessel_weights.copy_(
