@@ -17,6 +17,9 @@ settings and with freed memory kept in the process (:func:`mlepi_ase.allocator.r
 what the ``mlepi`` command does); ``summary`` gives every combination's median relative to e3nn's
 product with the default settings.  ``--allocator default|retain`` runs one process only.
 
+On a CPU (with ``--allocator both``) the memory of one energy + forces call at the largest size is
+measured for each implementation in a fresh process (``memory``: peak RSS during the call minus the RSS before it, default malloc).
+
 Writes ``benchmarks/results/edge_tensor_product_cpu.json`` (``_cuda`` with ``--device cuda``).
 
 Usage::
@@ -132,6 +135,49 @@ def bench_energy_forces(model, n: int, repeats: int, rng: np.random.Generator, d
             "max_force_difference_eV_per_A": max_diff, **result}
 
 
+def memory_probe(args: argparse.Namespace, implementation: str, n: int) -> dict[str, object]:
+    """Memory of one energy + forces call of an n×n×1 supercell with one implementation (this process).
+
+    As ``bench_phonon_model.py`` measures it: after a warm-up call on the smallest cell the kernel's
+    peak-RSS counter is reset; the peak during the call minus the RSS before it (MiB).
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_phonon_model import _vm
+
+    from mlepi_ase.models import load_phonon_model
+
+    torch.set_num_threads(args.threads)
+    model = load_phonon_model(args.model, device="cpu", dtype=args.dtype)
+    set_implementation(model, implementation)
+    rng = np.random.default_rng(0)
+    model(model.batch([rattled_supercell(1, rng)]), compute_forces=True)
+    batch = model.batch([rattled_supercell(n, rng)])
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    before = _vm("VmRSS")
+    model(batch, compute_forces=True)["forces"].detach()
+    peak = _vm("VmHWM")
+    return {"implementation": implementation, "n_atoms": 4 * n * n, "rss_before_MiB": before, "peak_MiB": peak,
+            "call_MiB": peak - before}
+
+
+def memory_table(args: argparse.Namespace) -> dict[str, object] | None:
+    """Call memory of both implementations at the largest size, each in a fresh process (default malloc)."""
+    if args.device != "cpu" or not Path("/proc/self/clear_refs").exists():
+        return None
+    n = max(args.sizes)
+    rows = {}
+    for impl in IMPLEMENTATIONS:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", impl, str(n), "--model",
+               str(args.model), "--dtype", args.dtype, "--threads", str(args.threads)]
+        rows[impl] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+    call = {impl: row["call_MiB"] for impl, row in rows.items()}
+    print(f"  memory of one energy + forces call, {4 * n * n} atoms: "
+          + ", ".join(f"{k} {v:.0f} MiB" for k, v in call.items()), flush=True)
+    return {"method": "VmHWM after clear_refs, fresh process, default malloc", "n_atoms": 4 * n * n,
+            "call_MiB": call, "fused_over_e3nn": call["fused"] / call["e3nn"], "probes": rows}
+
+
 def run_one(args: argparse.Namespace) -> dict[str, object]:
     """Both workloads, both implementations, in this process (allocator set as ``args.allocator``)."""
     from mlepi_ase.allocator import retain_freed_memory
@@ -184,7 +230,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--allocator", default="both", choices=["both", "default", "retain"],
                         help="CPU malloc settings: both (two fresh processes), default or retain (this process)")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--memory-probe", nargs=2, metavar=("IMPLEMENTATION", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_probe:
+        print(json.dumps(memory_probe(args, args.memory_probe[0], int(args.memory_probe[1]))))
+        return {}
     if args.repeats < 5:
         parser.error("--repeats must be at least 5 (medians of ≥ 5 calls)")
     if args.device.startswith("cuda") and args.allocator == "both":
@@ -212,6 +262,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__},
         "runs": runs,
+        "memory": memory_table(args) if args.allocator == "both" else None,  # not again in each allocator's run
     }
     if set(runs) == {"default", "retain"}:
         result["summary"] = combine(runs)

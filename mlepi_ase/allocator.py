@@ -10,8 +10,9 @@ E edges × 672 components in float32, and their gradients); each fresh page then
 and a kernel zero-fill before PyTorch writes it.  For these workloads that costs about as much as the
 arithmetic: measured on a 2-core CPU machine (one thread, ``benchmarks/bench_edge_tensor_product.py``,
 ``benchmarks/results/edge_tensor_product_cpu.json``), HedgeNet-Phonon with its fused edge tensor product takes
-1.36× longer per training step (8 × 64 atoms, forces loss) and 2.08× longer per energy + forces call on 2304
-atoms with glibc's defaults than with freed memory kept (with e3nn's product: 1.18× and 1.69×).
+1.08× longer per training step (8 × 64 atoms, forces loss) and 1.62× longer per energy + forces call on 2304
+atoms with glibc's defaults than with freed memory kept (with e3nn's product: 1.20× and 1.60×; with the
+fused product's previous layout, which made more fresh edge-sized temporaries: 1.36× and 2.08×).
 
 What
 ----

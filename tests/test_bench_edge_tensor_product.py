@@ -41,6 +41,10 @@ def test_both_allocators_and_implementations_are_timed(load_script, tiny_model_f
     summary = result["summary"]["training_step"]
     assert set(summary["median_s"]) == {"e3nn+default", "fused+default", "e3nn+retain", "fused+retain"}
     assert summary["speedup_vs_e3nn+default"]["e3nn+default"] == pytest.approx(1.0)
+    if Path("/proc/self/clear_refs").exists():
+        memory = result["memory"]
+        assert memory["n_atoms"] == 16 and set(memory["call_MiB"]) == {"e3nn", "fused"}
+        assert all(row["peak_MiB"] >= row["rss_before_MiB"] > 0 for row in memory["probes"].values())
 
 
 def test_fewer_than_five_repeats_are_refused(load_script, tiny_model_file):

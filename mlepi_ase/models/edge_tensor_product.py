@@ -29,28 +29,38 @@ harmonics folded into the coefficients first,
     \qquad\text{(one matrix product, } (E, D_2) \times (D_2, d_1 K)\text{)},
 
 the messages of every path of that block are one batched product over the edge index,
-:math:`m_{e,u,(p,k)} = w_{e,p(k),u} \sum_a h_{e,u,a} M_{e,a,(p,k)}` (a broadcast product for
-:math:`l_1 = 0`).  Each group's messages are summed over the edges of every receiving atom on their own;
-the per-atom sums are then joined and put in e3nn's output order (irrep blocks in instruction order,
-channel-major inside a block) by one column gather — on atom- rather than edge-sized tensors.  The
-coefficients are built in float64 from e3nn's Wigner-3j symbols and the instructions' path weights and
-cast to the model dtype, so the result equals e3nn's to round-off (tests compare both, values and
-first and second derivatives).
+:math:`m_{e,(p,k),u} = w_{e,p(k),u} \sum_a M_{e,a,(p,k)} h_{e,u,a}`, laid out components before channels
+(for :math:`l_1 = 0` the weights multiply the scalar features first and the components come last, a
+broadcast product that keeps nothing of the messages' size for the backward pass).  Inside a group the
+paths are ordered by output degree :math:`l_3`; the paths of one :math:`l_3` form a block, a contiguous
+run of rows of the product, which its weights multiply by broadcasting over the block's components —
+no edge-sized copy of the weights is made.  Each block's messages are summed over the edges of every
+receiving atom as soon as they are formed (one edge-sized block alive at a time); the per-atom sums are
+then joined and put in e3nn's output order (irrep blocks in instruction order, channel-major inside a
+block) by one column gather — on atom- rather than edge-sized tensors.  The blocks are cut from the
+product with ``split``, whose backward joins their gradients once (``narrow`` would pad each to the
+full size).  The coefficients are built in float64 from e3nn's Wigner-3j symbols and the instructions'
+path weights and cast to the model dtype, so the result equals e3nn's to round-off (tests compare both,
+values and first and second derivatives).
 
-Cost (``benchmarks/bench_edge_tensor_product.py``, one thread of a 2-core CPU machine, shipped model,
-float32, ``benchmarks/results/edge_tensor_product_cpu.json``, medians of 7 interleaved calls): with the C
-library's default malloc settings a training step (8 × 64 atoms) is 1.22× and an energy + forces call
-1.06–1.16× faster than with e3nn's product (64–2304 atoms); with freed memory kept in the process
-(:mod:`mlepi_ase.allocator`, what the ``mlepi`` command does) 1.66× and 1.18× / 1.34× / 2.22× (64 / 576 /
-2304 atoms) against e3nn's product with the defaults — both forms are limited by writing edge-sized
-temporaries, so the fused one gains most where fresh memory is not paid for again every call.  (An earlier
-run of the same benchmark on the previous layout of this module: 1.39× and 1.20× / 1.31× / 1.81×.)
+Cost (``benchmarks/bench_edge_tensor_product.py``, one thread of a 2-core CPU machine beside a one-thread
+training, shipped model, float32, ``benchmarks/results/edge_tensor_product_cpu.json``, medians of 7
+interleaved calls): with the C library's default malloc settings a training step (8 × 64 atoms) is 1.60×
+(1.309 → 0.818 s) and an energy + forces call 1.30× / 1.31× / 1.21× faster than with e3nn's product (64 /
+576 / 2304 atoms); with freed memory kept in the process (:mod:`mlepi_ase.allocator`, what the ``mlepi``
+command does) 1.73× and 1.32× / 1.35× / 1.97× against e3nn's product with the defaults.  One energy +
+forces call of 2304 atoms needs 970 MiB beyond the resident memory before it, e3nn's product 1140 MiB
+(fresh processes, default malloc).  The previous layout of this module (one product and one edge-sized
+copy of the weights per group, all groups' messages alive at once) was as fast with freed memory kept,
+slower with the defaults (training step 1.22×, 1.06× at 2304 atoms) and needed 31–41 % more memory than
+e3nn's product (float64, 2304 atoms).
 
 The module holds no parameters and no persistent buffers: model files are unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -89,9 +99,9 @@ class FusedEdgeTensorProduct(torch.nn.Module):
     -----
     Call with ``x1`` (E, irreps_in1.dim), ``x2`` (E, irreps_in2.dim) and ``weight`` (E, weight_numel),
     all of one dtype; returns (E, irreps_out.dim), as e3nn's module does.  Internally the paths are
-    grouped by the first-input block they read; a group's messages are laid out as (E, mul_g, K_g),
-    channel *u* major, then the components *k* of the group's paths, and the groups one after the other;
-    ``output_index`` maps e3nn's columns to that layout.
+    grouped by the first-input block they read and, inside a group, into blocks of equal output degree;
+    a block's messages are laid out as (E, n_b, d3, mul_g) — path, component, channel — and the blocks
+    one after the other, group by group; ``output_index`` maps e3nn's columns to that layout.
     """
 
     def __init__(self, tp: Any) -> None:
@@ -110,33 +120,42 @@ class FusedEdgeTensorProduct(torch.nn.Module):
         if offset != tp.weight_numel:
             raise ValueError(f"weight layout mismatch: {offset} != {tp.weight_numel}")
 
-        # per group (first-input block): (start column in x1, mul, d1, K); per path: (l1, l2, l3, j0, alpha, k0)
+        # per group (first-input block): (start column in x1, mul, d1, K); inside a group the paths are
+        # ordered by output degree l3, and the paths of one l3 form a block: (k0 in the group, paths, d3).
+        # Per path: (l1, l2, l3, j0, alpha, k0).
         self._groups: list[tuple[int, int, int, int]] = []
+        self._blocks: list[list[tuple[int, int, int]]] = []
         self._paths: list[list[tuple[int, int, int, int, float, int]]] = []
         source = torch.empty(out.dim, dtype=torch.long)
-        column = 0  # first column of the group in the fused layout
+        column = 0  # first column of the current block in the fused layout
         for i1, (mul, ir1) in enumerate(in1):
             group = [(n, ins) for n, ins in enumerate(tp.instructions) if ins.i_in1 == i1]
             if not group:
                 continue
-            k_group = sum(2 * out[ins.i_out].ir.l + 1 for _, ins in group)
+            group.sort(key=lambda item: out[item[1].i_out].ir.l)  # stable: instruction order inside an l3
             u = torch.arange(mul)[:, None]
-            paths, weight_cols, k0 = [], [], 0
-            for n, ins in group:
-                l2, l3 = in2[ins.i_in2].ir.l, out[ins.i_out].ir.l
+            paths, blocks, k0 = [], [], 0
+            for l3 in sorted({out[ins.i_out].ir.l for _, ins in group}):
+                block = [(n, ins) for n, ins in group if out[ins.i_out].ir.l == l3]
                 d3 = 2 * l3 + 1
-                paths.append((ir1.l, l2, l3, slices2[ins.i_in2].start, float(ins.path_weight), k0))
+                width = len(block) * d3
                 m = torch.arange(d3)[None, :]
-                # e3nn column: block start + u * d3 + m  <-  fused column: group column + u * K_g + k0 + m
-                source[(slices_out[ins.i_out].start + u * d3 + m).reshape(-1)] = (
-                    column + u * k_group + k0 + m).reshape(-1)
-                weight_cols.append((weight_offsets[n] + u).expand(mul, d3))  # weight of (u, k): offset + u
-                k0 += d3
-            self.register_buffer(f"weight_index_{len(self._groups)}",
-                                 torch.cat(weight_cols, dim=1).reshape(-1), persistent=False)
-            self._groups.append((slices1[i1].start, mul, ir1.dim, k_group))
+                weight_cols = []
+                for p, (n, ins) in enumerate(block):
+                    paths.append((ir1.l, in2[ins.i_in2].ir.l, l3, slices2[ins.i_in2].start, float(ins.path_weight),
+                                  k0 + p * d3))
+                    # e3nn column: block start + u * d3 + m  <-  fused column: block column + (p * d3 + m) * mul + u
+                    source[(slices_out[ins.i_out].start + u * d3 + m).reshape(-1)] = (
+                        column + (p * d3 + m) * mul + u).reshape(-1)
+                    weight_cols.append(weight_offsets[n] + u[:, 0])  # weight of (path, u): offset + u
+                self.register_buffer(f"weight_index_{len(self._groups)}_{len(blocks)}",
+                                     torch.cat(weight_cols), persistent=False)
+                blocks.append((k0, len(block), d3))
+                k0 += width
+                column += mul * width
+            self._groups.append((slices1[i1].start, mul, ir1.dim, k0))
+            self._blocks.append(blocks)
             self._paths.append(paths)
-            column += mul * k_group
         self.register_buffer("output_index", source, persistent=False)
         for g in range(len(self._groups)):
             self.register_buffer(f"coefficients_{g}", self._coefficients(g, torch.float64), persistent=False)
@@ -157,37 +176,55 @@ class FusedEdgeTensorProduct(torch.nn.Module):
             buf = getattr(self, f"coefficients_{g}")
             buf.copy_(self._coefficients(g, torch.float64).to(device=buf.device, dtype=buf.dtype))
 
-    def _group_messages(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> list[torch.Tensor]:
-        """Messages of each group of paths, (E, mul_g · K_g) each, channel-major (see the class notes)."""
+    def _block_messages(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Messages of each block of paths, (E, n_b · d3 · mul_g) each (see the class notes), one block at
+        a time (a consumer that reduces each block keeps only one alive).
+
+        The per-edge weights multiply each block by broadcasting over the block's components, so no
+        edge-sized copy of the weights is made; for a scalar first input (d1 = 1) they multiply the
+        features before the components are formed, so that nothing of the messages' size is kept for
+        the backward pass either.
+        """
         n_edges = x1.shape[0]
-        parts = []
         for g, (start, mul, d1, k_total) in enumerate(self._groups):
+            blocks = self._blocks[g]
+            widths = [n_paths * d3 for _, n_paths, d3 in blocks]
             h = x1.narrow(1, start, mul * d1).reshape(n_edges, mul, d1)
             folded = (x2 @ getattr(self, f"coefficients_{g}")).reshape(n_edges, d1, k_total)
-            msg = h * folded if d1 == 1 else torch.bmm(h, folded)  # (E, mul, K_g)
-            w = weight.index_select(1, getattr(self, f"weight_index_{g}")).reshape(n_edges, mul, k_total)
-            parts.append((msg * w).reshape(n_edges, mul * k_total))
-        return parts
+            # components before channels, so that every block is a contiguous run of (K_b, mul) rows;
+            # split, not narrow: the blocks' gradients are then joined once, not each padded to full size
+            if d1 == 1:
+                pieces = folded.transpose(1, 2).split(widths, dim=1)  # (E, K_b, 1) each
+            else:
+                pieces = torch.bmm(folded.transpose(1, 2), h.transpose(1, 2)).split(widths, dim=1)  # (E, K_b, mul)
+            for b, ((_, n_paths, d3), piece) in enumerate(zip(blocks, pieces)):
+                w = weight.index_select(1, getattr(self, f"weight_index_{g}_{b}")).reshape(n_edges, n_paths, 1, mul)
+                if d1 == 1:  # weighted scalar features (E, n_b, 1, mul) times components (E, n_b, d3, 1)
+                    part = (w * h.reshape(n_edges, 1, 1, mul)) * piece.reshape(n_edges, n_paths, d3, 1)
+                else:  # messages (E, n_b, d3, mul) times their weights
+                    part = piece.reshape(n_edges, n_paths, d3, mul) * w
+                yield part.reshape(n_edges, n_paths * d3 * mul)
 
     def _e3nn_order(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        """Join per-group (rows, mul_g · K_g) blocks into e3nn's column order, (rows, irreps_out.dim)."""
+        """Join per-block (rows, mul_g · n_b · d3) parts into e3nn's column order, (rows, irreps_out.dim)."""
         joined = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         return joined.index_select(1, self.output_index)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Messages (E, irreps_out.dim) of sender features ``x1``, harmonics ``x2``, weights ``weight``,
         in e3nn's column order (a drop-in for e3nn's module)."""
-        return self._e3nn_order(self._group_messages(x1, x2, weight))
+        return self._e3nn_order(list(self._block_messages(x1, x2, weight)))
 
     def scatter_sum(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, receiver: torch.Tensor,
                     n_nodes: int) -> torch.Tensor:
         """Messages summed per receiving node, (n_nodes, irreps_out.dim) in e3nn's column order.
 
-        Equals ``zeros(n_nodes, D).index_add(0, receiver, forward(x1, x2, weight))``, but each group's
-        messages are summed on their own and joined and reordered afterwards, on node- rather than
-        edge-sized tensors.
+        Equals ``zeros(n_nodes, D).index_add(0, receiver, forward(x1, x2, weight))``, but each block's
+        messages are summed on their own as soon as they are formed (one edge-sized block alive at a time)
+        and joined and reordered afterwards, on node- rather than edge-sized tensors.
         """
         sums = []
-        for m in self._group_messages(x1, x2, weight):
+        for m in self._block_messages(x1, x2, weight):
             sums.append(torch.zeros((n_nodes, m.shape[1]), dtype=m.dtype, device=m.device).index_add(0, receiver, m))
+            del m  # free the block before the next one is formed
         return self._e3nn_order(sums)

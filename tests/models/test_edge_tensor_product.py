@@ -16,9 +16,13 @@ from mlepi_ase.structures import bilayer_graphene
 from test_phonon_model import rattled_bilayer, tiny_model
 
 
-def mace_edge_tp(node_irreps: str, max_ell: int, channels: int) -> o3.TensorProduct:
-    """The edge tensor product of a MACE interaction layer (as HedgeNet-Phonon builds it), float64."""
-    sh = o3.Irreps.spherical_harmonics(max_ell)
+def mace_edge_tp(node_irreps: str, max_ell: int | str, channels: int) -> o3.TensorProduct:
+    """The edge tensor product of a MACE interaction layer (as HedgeNet-Phonon builds it), float64.
+
+    ``max_ell`` an int: spherical harmonics up to that degree as the second input; a string: those
+    irreps (each of multiplicity 1) instead.
+    """
+    sh = o3.Irreps.spherical_harmonics(max_ell) if isinstance(max_ell, int) else o3.Irreps(max_ell)
     target = (sh * channels).sort()[0].simplify()
     mid, instructions = tp_out_irreps_with_instructions(o3.Irreps(node_irreps), sh, target)
     tp = o3.TensorProduct(o3.Irreps(node_irreps), sh, mid, instructions=instructions,
@@ -36,6 +40,8 @@ CASES = {
     "vectors_l2": ("4x0e+4x1o", 2, 4),  # the shipped model's second layer, 4 instead of 32 channels
     "l2_features_l3": ("3x0e+3x1o+3x2e", 3, 3),  # more paths, a first input of degree 2
     "unequal_multiplicities": ("8x0e+4x1o+4x1e+2x2e", 2, 4),  # as HedgeNet-Electron's hidden irreps
+    # two second-input irreps of one degree: several paths of a scalar first input share an output degree
+    "repeated_second_degrees": ("3x0e+2x1o", "1x0e+1x1o+1x1o+1x2e", 3),
 }
 
 
