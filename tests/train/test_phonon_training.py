@@ -358,7 +358,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 21),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 22),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -926,14 +926,17 @@ def test_the_angular_spline_probe_basis_is_a_c2_spline_with_exact_forces(load_sc
         np.testing.assert_allclose(forces[3 * atom + axis], -(energy[0] - energy[1]) / (2 * step), atol=1e-6)
 
 
-def test_stage_17_is_the_cpu_stage17_plain_run_and_stages_18_to_21_and_a_batch32_partner_continue_it():
-    """Stage 17 is experiments/cpu_stage17's plain run promoted (only the output folder differs); stages 18 to 21
+def test_stage_17_is_the_cpu_stage17_plain_run_and_stages_18_to_22_and_a_batch32_partner_continue_it():
+    """Stage 17 is experiments/cpu_stage17's plain run promoted (only the output folder differs); stages 18 to 22
     continue it with the same recipe and other seeds (stage 20, with the fused edge tensor product, had four
-    epochs in the budget, stage 21, with freed memory kept too, five); experiments/cpu_batch32 differs from
+    epochs in the budget, stages 21 and 22, with freed memory kept too, five); experiments/cpu_batch32 differs from
     stage 18 only in batch (32), lr (6e-4) and output.  Each history ends with the lr annealed to its floor."""
     root = SHIPPED_PHONON
-    seventeen, eighteen, nineteen, twenty, twenty_one = (load_train_config(root / f"train_config_stage{k}.yaml")
-                                                         for k in (17, 18, 19, 20, 21))
+    seventeen, eighteen, nineteen, twenty, twenty_one, twenty_two = (
+        load_train_config(root / f"train_config_stage{k}.yaml") for k in (17, 18, 19, 20, 21, 22))
+    assert changed_keys(twenty_two, twenty_one) == {"output_dir", "init_model", "seed"}
+    assert starts_from(twenty_two, twenty_one)
+    annealed_history(root / "training_history_stage22.json", twenty_two, 5)
     assert changed_keys(twenty_one, twenty) == {"output_dir", "init_model", "seed"}
     assert starts_from(twenty_one, twenty)
     annealed_history(root / "training_history_stage21.json", twenty_one, 5)
