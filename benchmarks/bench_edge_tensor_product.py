@@ -18,7 +18,8 @@ what the ``mlepi`` command does); ``summary`` gives every combination's median r
 product with the default settings.  ``--allocator default|retain`` runs one process only.
 
 On a CPU (with ``--allocator both``) the memory of one energy + forces call at the largest size is
-measured for each implementation in a fresh process (``memory``: peak RSS during the call minus the RSS before it, default malloc).
+measured for each implementation in a fresh process (``memory``: peak RSS during the call minus the RSS
+before it, default malloc).
 
 Writes ``benchmarks/results/edge_tensor_product_cpu.json`` (``_cuda`` with ``--device cuda``).
 
