@@ -932,26 +932,14 @@ def test_stage_17_is_the_cpu_stage17_plain_run_and_stages_18_to_22_and_a_batch32
     epochs in the budget, stages 21 and 22, with freed memory kept too, five); experiments/cpu_batch32 differs from
     stage 18 only in batch (32), lr (6e-4) and output.  Each history ends with the lr annealed to its floor."""
     root = SHIPPED_PHONON
-    seventeen, eighteen, nineteen, twenty, twenty_one, twenty_two = (
-        load_train_config(root / f"train_config_stage{k}.yaml") for k in (17, 18, 19, 20, 21, 22))
-    assert changed_keys(twenty_two, twenty_one) == {"output_dir", "init_model", "seed"}
-    assert starts_from(twenty_two, twenty_one)
-    annealed_history(root / "training_history_stage22.json", twenty_two, 5)
-    assert changed_keys(twenty_one, twenty) == {"output_dir", "init_model", "seed"}
-    assert starts_from(twenty_one, twenty)
-    annealed_history(root / "training_history_stage21.json", twenty_one, 5)
-    assert changed_keys(twenty, nineteen) == {"output_dir", "init_model", "seed"}
-    assert starts_from(twenty, nineteen)
-    annealed_history(root / "training_history_stage20.json", twenty, 4)
-    assert changed_keys(nineteen, eighteen) == {"output_dir", "init_model", "seed"}
-    assert starts_from(nineteen, eighteen)
-    annealed_history(root / "training_history_stage19.json", nineteen, 3)
+    stage = {k: load_train_config(root / f"train_config_stage{k}.yaml") for k in range(17, 23)}
+    for k, n_epochs in ((18, 3), (19, 3), (20, 4), (21, 5), (22, 5)):
+        assert changed_keys(stage[k], stage[k - 1]) == {"output_dir", "init_model", "seed"}
+        assert starts_from(stage[k], stage[k - 1])
+        annealed_history(root / f"training_history_stage{k}.json", stage[k], n_epochs)
     plain = load_train_config(root / "experiments" / "cpu_stage17" / "train_config_plain.yaml")
     partner = load_train_config(root / "experiments" / "cpu_batch32" / "train_config_bs32.yaml")
-    assert changed_keys(seventeen, plain) == {"output_dir"}
-    assert changed_keys(eighteen, seventeen) == {"output_dir", "init_model", "seed"}
-    assert starts_from(eighteen, seventeen)
-    assert changed_keys(partner, eighteen) == {"output_dir", "batch_size", "lr"}
+    assert changed_keys(stage[17], plain) == {"output_dir"}
+    assert changed_keys(partner, stage[18]) == {"output_dir", "batch_size", "lr"}
     assert (partner["batch_size"], partner["lr"]) == (32, 6e-4)
-    annealed_history(root / "training_history_stage18.json", eighteen, 3)
     annealed_history(root / "experiments" / "cpu_batch32" / "training_history_bs32.json", partner, 3)
