@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         else str(args.model),
         "dtype": args.dtype, "device": args.device, "threads": args.threads, "repeats": args.repeats,
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__},
+                    "cpu_count": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__,
+                    "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},
         "runs": runs,
         "memory": memory_table(args) if args.allocator == "both" else None,  # not again in each allocator's run
     }

@@ -45,25 +45,32 @@ CASES = {
 }
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available())"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_values_and_derivatives_match_e3nn(case, rng):
+def test_values_and_derivatives_match_e3nn(case, device, rng):
     tp = mace_edge_tp(*case)
     assert fusable(tp)
-    fused = FusedEdgeTensorProduct(tp).double()
+    fused = FusedEdgeTensorProduct(tp).double().to(device)
+    tp = tp.to(device)
     n_edges = 7
     gen = torch.Generator().manual_seed(int(rng.integers(1 << 30)))
 
     def inputs():
-        return [torch.randn(n_edges, d, dtype=torch.float64, generator=gen, requires_grad=True)
+        return [torch.randn(n_edges, d, dtype=torch.float64, generator=gen).to(device).requires_grad_()
                 for d in (tp.irreps_in1.dim, tp.irreps_in2.dim, tp.weight_numel)]
 
     x1, x2, w = inputs()
     reference, ours = tp(x1, x2, w), fused(x1, x2, w)
+    assert ours.device.type == device
     assert reference.abs().max() > 0.1
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
 
     # first derivatives (the forces) and second derivatives (training on forces) of a random functional
-    probe = torch.randn(reference.shape, dtype=torch.float64, generator=gen)
+    probe = torch.randn(reference.shape, dtype=torch.float64, generator=gen).to(device)
     grads = {}
     for name, module in (("e3nn", tp), ("fused", fused)):
         g1 = torch.autograd.grad((module(x1, x2, w) * probe).sum(), [x1, x2, w], create_graph=True)
@@ -122,15 +129,32 @@ def test_coefficients_are_rebuilt_in_float64_after_a_round_trip_through_float32(
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_shipped_model_forces_agree(rng):
-    """The shipped weights (32 channels, both layers fused) in float64: forces equal to 1e-10 eV/Å."""
-    model = load_phonon_model(DEFAULT_PHONON_MODEL, dtype="float64")
-    atoms = bilayer_graphene("AB", size=(3, 3), vacuum=12.0)
-    atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
-    fused = model.predict(atoms)["forces"]
+@pytest.mark.parametrize("device", DEVICES)
+def test_shipped_model_forces_and_training_gradients_agree(device, rng):
+    """Shipped weights in float64: energies, forces and the weight gradient of a force loss (a second derivative,
+    as in training) with the fused edge product equal those with e3nn's, on the GPU as on the CPU."""
+    model = load_phonon_model(DEFAULT_PHONON_MODEL, device=device, dtype=torch.float64)
+    displaced = bilayer_graphene("AB", size=(3, 3), vacuum=12.0)
+    displaced.positions += rng.normal(scale=0.05, size=displaced.positions.shape)
+    assert all(block.use_fused_tp for block in model.interactions)
+    batch = model.batch([displaced, displaced.copy()])
+
+    def energy_forces_gradients() -> list[torch.Tensor]:
+        out = model(batch, compute_forces=True, training=True)
+        loss = (out["forces"] ** 2).mean() + out["energy"].sum() * 1e-3
+        weights = [p for p in model.parameters() if p.requires_grad]
+        return [out["energy"].detach(), out["forces"].detach(), *torch.autograd.grad(loss, weights)]
+
+    fused = energy_forces_gradients()
     for block in model.interactions:
         block.use_fused_tp = False
-    np.testing.assert_allclose(fused, model.predict(atoms)["forces"], rtol=0, atol=1e-10)
+    plain = energy_forces_gradients()
+    assert fused[1].device.type == device and fused[1].abs().max() > 0.1
+    torch.testing.assert_close(fused[0], plain[0], rtol=0, atol=1e-9)  # eV, of about -500
+    torch.testing.assert_close(fused[1], plain[1], rtol=0, atol=1e-10)
+    assert max(g.abs().max() for g in fused[2:]) > 1e-3
+    for a, b in zip(fused[2:], plain[2:]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
 def test_electron_model_is_the_same_with_either_product(rng):
