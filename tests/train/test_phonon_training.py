@@ -358,7 +358,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 22),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 23),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -943,3 +943,23 @@ def test_stage_17_is_the_cpu_stage17_plain_run_and_stages_18_to_22_and_a_batch32
     assert changed_keys(partner, stage[18]) == {"output_dir", "batch_size", "lr"}
     assert (partner["batch_size"], partner["lr"]) == (32, 6e-4)
     annealed_history(root / "experiments" / "cpu_batch32" / "training_history_bs32.json", partner, 3)
+
+
+def test_stage_23_is_stage_15s_gpu_recipe_from_stage_22_and_its_batch128_partner_differs_only_in_batch():
+    """Stage 23 is stage 22's files and loss from the stage-22 weights on a GPU with stage 15's recipe (batch 64, lr
+    6e-4, four threads) over a 6.5-minute budget and another seed; experiments/gpu_stage23 holds the copy it ran from
+    (only the output folder differs) and a partner that differs only in batch (128).  Each history ends with the lr
+    annealed to its floor, after the number of epochs the README gives."""
+    root = SHIPPED_PHONON
+    folder = root / "experiments" / "gpu_stage23"
+    fifteen, twentytwo, twentythree = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (15, 22, 23))
+    ran, partner = (load_train_config(folder / f"train_config_{n}.yaml") for n in ("bs64", "bs128"))
+    assert changed_keys(twentythree, twentytwo) == {"output_dir", "init_model", "seed", "device", "num_threads",
+                                                    "batch_size", "lr", "max_time_minutes"}
+    assert starts_from(twentythree, twentytwo)
+    assert all(twentythree[k] == fifteen[k] for k in ("device", "num_threads", "batch_size", "lr"))
+    assert (twentythree["max_time_minutes"], twentythree["seed"]) == (6.5, 12)
+    assert changed_keys(ran, twentythree) == {"output_dir"}
+    assert changed_keys(partner, ran) == {"output_dir", "batch_size"} and partner["batch_size"] == 128
+    annealed_history(root / "training_history_stage23.json", twentythree, 25)
+    annealed_history(folder / "training_history_bs128.json", partner, 41)
