@@ -358,7 +358,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 23),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 24),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -963,3 +963,13 @@ def test_stage_23_is_stage_15s_gpu_recipe_from_stage_22_and_its_batch128_partner
     assert changed_keys(partner, ran) == {"output_dir", "batch_size"} and partner["batch_size"] == 128
     annealed_history(root / "training_history_stage23.json", twentythree, 25)
     annealed_history(folder / "training_history_bs128.json", partner, 41)
+
+
+def test_stage_24_is_stage_22s_cpu_recipe_from_stage_23():
+    """Stage 24 goes back to the CPU: stage 22's config with only its start (stage 23's output), seed and output
+    changed; its history ends with the lr annealed to its floor after six epochs."""
+    root = SHIPPED_PHONON
+    twentytwo, twentythree, twentyfour = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (22, 23, 24))
+    assert changed_keys(twentyfour, twentytwo) == {"output_dir", "init_model", "seed"}
+    assert starts_from(twentyfour, twentythree)
+    annealed_history(root / "training_history_stage24.json", twentyfour, 6)
