@@ -14,6 +14,7 @@ from mlepi_ase.pipeline import DEFAULT_PHONON_MODEL
 from mlepi_ase.structures import bilayer_graphene
 
 from test_phonon_model import rattled_bilayer, tiny_model
+from test_phonon_cuda import requires_cuda
 
 
 def mace_edge_tp(node_irreps: str, max_ell: int | str, channels: int) -> o3.TensorProduct:
@@ -45,8 +46,7 @@ CASES = {
 }
 
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available())"))]
+DEVICES = ["cpu", pytest.param("cuda", marks=requires_cuda)]
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -16,7 +16,8 @@ from mlepi_ase.calculators import HedgeNetPhononCalculator
 from mlepi_ase.models import HedgeNetPhonon, load_phonon_model, widen_phonon_model
 from mlepi_ase.structures import bilayer_graphene
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available())")
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available())")
+pytestmark = requires_cuda
 
 SHIPPED = Path(__file__).resolve().parents[2] / "data" / "hedgenet_phonon" / "hedgenet_phonon.pt"
 
