@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -50,3 +51,25 @@ def test_both_allocators_and_implementations_are_timed(load_script, tiny_model_f
 def test_fewer_than_five_repeats_are_refused(load_script, tiny_model_file):
     with pytest.raises(SystemExit):
         load_script(SCRIPT).main(["--model", str(tiny_model_file), "--repeats", "3"])
+
+
+@pytest.mark.parametrize("e3nn_call, expected", [(0.0, None), (2.0, 1.5)])
+def test_memory_ratio_is_left_out_when_a_call_did_not_grow_the_process(load_script, monkeypatch, tmp_path,
+                                                                       e3nn_call, expected):
+    """A tiny cell's call may be served from memory malloc already holds (0 MiB growth): no ratio, no crash."""
+    module = load_script(SCRIPT)
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("memory_table measures only where /proc/self/clear_refs exists (Linux)")
+    calls = {"e3nn": e3nn_call, "fused": 3.0}
+
+    def fake_run(cmd, **kwargs):
+        impl = cmd[cmd.index("--memory-probe") + 1]
+        row = {"implementation": impl, "n_atoms": 16, "rss_before_MiB": 100.0,
+               "peak_MiB": 100.0 + calls[impl], "call_MiB": calls[impl]}
+        return type("Done", (), {"stdout": "loading\n" + json.dumps(row)})()
+
+    monkeypatch.setattr(module.subprocess, "run", fake_run)
+    args = argparse.Namespace(model=tmp_path / "m.pt", sizes=[1, 2], dtype="float32", threads=1, device="cpu")
+    memory = module.memory_table(args)
+    assert memory["call_MiB"] == calls
+    assert memory["fused_over_e3nn"] == expected
