@@ -358,7 +358,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 24),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 25),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -973,3 +973,20 @@ def test_stage_24_is_stage_22s_cpu_recipe_from_stage_23():
     assert changed_keys(twentyfour, twentytwo) == {"output_dir", "init_model", "seed"}
     assert starts_from(twentyfour, twentythree)
     annealed_history(root / "training_history_stage24.json", twentyfour, 6)
+
+
+def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
+    """Stage 25 goes back to the GPU for two minutes: stage 23's config with its start (stage 24's output), seed,
+    lr (3e-4) and budget (2 minutes) changed and no test files; experiments/gpu_stage25 holds the copy it ran from
+    (only the output folder differs).  Its history ends with the lr annealed to its floor after nine epochs."""
+    root = SHIPPED_PHONON
+    twentythree, twentyfour, twentyfive = (load_train_config(root / f"train_config_stage{k}.yaml")
+                                           for k in (23, 24, 25))
+    ran = load_train_config(root / "experiments" / "gpu_stage25" / "train_config.yaml")
+    assert changed_keys(twentyfive, twentythree) == {"output_dir", "init_model", "seed", "lr", "max_time_minutes",
+                                                     "test_files"}
+    assert starts_from(twentyfive, twentyfour)
+    assert (twentyfive["lr"], twentyfive["max_time_minutes"], twentyfive["seed"], twentyfive["test_files"]) == (
+        3e-4, 2.0, 14, {})
+    assert changed_keys(ran, twentyfive) == {"output_dir"}
+    annealed_history(root / "training_history_stage25.json", twentyfive, 9)
