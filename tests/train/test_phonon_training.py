@@ -358,7 +358,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 25),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 26),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -990,3 +990,14 @@ def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
         3e-4, 2.0, 14, {})
     assert changed_keys(ran, twentyfive) == {"output_dir"}
     annealed_history(root / "training_history_stage25.json", twentyfive, 9)
+
+
+def test_stage_26_is_stage_22s_cpu_recipe_from_stage_25():
+    """Stage 26 goes back to the CPU as stage 24 did: stage 22's config with only its start (stage 25's output), seed
+    and output changed; its history ends with the lr annealed to its floor after six epochs."""
+    root = SHIPPED_PHONON
+    twentytwo, twentyfive, twentysix = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (22, 25, 26))
+    assert changed_keys(twentysix, twentytwo) == {"output_dir", "init_model", "seed"}
+    assert twentysix["seed"] == 15
+    assert starts_from(twentysix, twentyfive)
+    annealed_history(root / "training_history_stage26.json", twentysix, 6)
