@@ -65,7 +65,8 @@ def main() -> None:
         # |σ_a e_a − σ_b e_b|² per mode index (= σ_a² + σ_b² − 2 σ_a σ_b e_a·e_b, formed without the cancellation
         # that leaves a round-off negative sum, and a NaN below, for two equal files)
         share = ((ma.eigenvectors * sa - mb.eigenvectors * sb) ** 2).sum(axis=0)
-        rel = np.sqrt(share.sum() / (sa**2).sum())
+        total = share.sum()
+        rel = np.sqrt(total / (sa**2).sum())
         draws = [np.array([c.arrays["displacements"] for c in
                            sample_configurations(m, args.temperature, 16, antithetic=True, rng=11)])
                  for m in (ma, mb)]
@@ -91,7 +92,7 @@ def main() -> None:
         for k in np.argsort(-share)[: args.show]:
             j = int(np.argmax(overlap[k]))
             print(f"   mode {k:4d}: f {ma.frequencies[k]:9.4f} / {mb.frequencies[k]:9.4f} THz, e_a·e_b {dots[k]:+.3f}, "
-                  f"share {share[k] / share.sum() if share.sum() > 0 else 0.0:.3f}; best match in b: mode {j} (|overlap| {overlap[k, j]:.3f}, "
+                  f"share {share[k] / total if total > 0 else 0.0:.3f}; best match in b: mode {j} (|overlap| {overlap[k, j]:.3f}, "
                   f"{mb.frequencies[j]:.4f} THz)")
 
 

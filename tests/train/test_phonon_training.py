@@ -965,14 +965,16 @@ def test_stage_23_is_stage_15s_gpu_recipe_from_stage_22_and_its_batch128_partner
     annealed_history(folder / "training_history_bs128.json", partner, 41)
 
 
-def test_stage_24_is_stage_22s_cpu_recipe_from_stage_23():
-    """Stage 24 goes back to the CPU: stage 22's config with only its start (stage 23's output), seed and output
-    changed; its history ends with the lr annealed to its floor after six epochs."""
+@pytest.mark.parametrize("stage, seed", [(24, 13), (26, 15)])
+def test_cpu_stages_after_a_gpu_stage_are_stage_22s_recipe(stage, seed):
+    """Stages 24 and 26 go back to the CPU after a GPU stage: stage 22's config with only its start (the previous
+    stage's output), seed and output changed; each history ends with the lr annealed to its floor after six epochs."""
     root = SHIPPED_PHONON
-    twentytwo, twentythree, twentyfour = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (22, 23, 24))
-    assert changed_keys(twentyfour, twentytwo) == {"output_dir", "init_model", "seed"}
-    assert starts_from(twentyfour, twentythree)
-    annealed_history(root / "training_history_stage24.json", twentyfour, 6)
+    twentytwo, previous, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (22, stage - 1, stage))
+    assert changed_keys(cur, twentytwo) == {"output_dir", "init_model", "seed"}
+    assert cur["seed"] == seed
+    assert starts_from(cur, previous)
+    annealed_history(root / f"training_history_stage{stage}.json", cur, 6)
 
 
 def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
@@ -990,14 +992,3 @@ def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
         3e-4, 2.0, 14, {})
     assert changed_keys(ran, twentyfive) == {"output_dir"}
     annealed_history(root / "training_history_stage25.json", twentyfive, 9)
-
-
-def test_stage_26_is_stage_22s_cpu_recipe_from_stage_25():
-    """Stage 26 goes back to the CPU as stage 24 did: stage 22's config with only its start (stage 25's output), seed
-    and output changed; its history ends with the lr annealed to its floor after six epochs."""
-    root = SHIPPED_PHONON
-    twentytwo, twentyfive, twentysix = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (22, 25, 26))
-    assert changed_keys(twentysix, twentytwo) == {"output_dir", "init_model", "seed"}
-    assert twentysix["seed"] == 15
-    assert starts_from(twentysix, twentyfive)
-    annealed_history(root / "training_history_stage26.json", twentysix, 6)
