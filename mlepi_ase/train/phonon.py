@@ -14,7 +14,18 @@ energies in eV, forces in eV/Å, stresses in eV/Å³.  The per-configuration for
 :math:`w_b` are 1 (``force_weighting: uniform``, MACE's choice) or, with ``force_weighting: relative``,
 :math:`w_b = \langle F^2\rangle / (\langle F^2\rangle_b + F_0^2)` — relative force errors, so that
 small-displacement configurations, which fix the harmonic force constants and hence the phonon
-frequencies, weigh as much as large thermal ones (:math:`F_0` = ``force_weight_floor``).  Forces
+frequencies, weigh as much as large thermal ones (:math:`F_0` = ``force_weight_floor``).
+
+``force_loss: huber`` replaces the squared force term by Huber's function of the weighted residual
+:math:`r = \sqrt{w_b}\,(F - \hat F)`, scaled to match it for small residuals,
+
+.. math::
+
+    \rho_\delta(r) = r^2 \ (|r| \le \delta), \qquad 2\delta|r| - \delta^2 \ (|r| > \delta),
+
+with :math:`\delta` = ``force_loss_delta`` (eV/Å): residuals beyond :math:`\delta` count linearly, as in
+the mean absolute error by which the force accuracy is judged, so the few large errors (bent sites of
+hot configurations) pull less on the fit of the many typical ones.  ``mse`` (default) is MACE's loss.  Forces
 (and stresses) are derivatives of the model energy, so their loss is differentiated through the
 autograd graph of the derivative (``create_graph=True``).
 
@@ -124,6 +135,8 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
     "forces_weight": 100.0,
     "force_weighting": "uniform",
     "force_weight_floor": 0.1,
+    "force_loss": "mse",
+    "force_loss_delta": 0.01,
     "stress_weight": 0.0,
     "ema_decay": 0.99,
     "scheduler": "plateau",
@@ -140,6 +153,7 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
 
 SCHEDULERS = ("plateau", "exponential", "cosine", "cosine_time", "none")
 FORCE_WEIGHTINGS = ("uniform", "relative")
+FORCE_LOSSES = ("mse", "huber")
 MODEL_SELECTIONS = ("lowest_valid_loss", "last_epoch")
 
 
@@ -227,6 +241,11 @@ def load_train_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str
     cfg["force_weight_floor"] = float(cfg["force_weight_floor"])
     if not cfg["force_weight_floor"] > 0:
         raise ValueError(f"force_weight_floor must be a positive force in eV/Å, got {cfg['force_weight_floor']}")
+    if cfg["force_loss"] not in FORCE_LOSSES:
+        raise ValueError(f"force_loss must be one of {FORCE_LOSSES}, got {cfg['force_loss']!r}")
+    cfg["force_loss_delta"] = float(cfg["force_loss_delta"])
+    if not (math.isfinite(cfg["force_loss_delta"]) and cfg["force_loss_delta"] > 0):
+        raise ValueError(f"force_loss_delta must be a positive force in eV/Å, got {cfg['force_loss_delta']}")
     check_num_threads(cfg["num_threads"])
     if not 0 <= float(cfg["ema_decay"]) < 1:
         raise ValueError(f"ema_decay must be in [0, 1), got {cfg['ema_decay']}")
@@ -405,8 +424,14 @@ def _loss(out: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor], 
     de = (out["energy"] - targets["energy"]) / targets["n_atoms"]
     loss = cfg["energy_weight"] * torch.mean(de ** 2)
     fw = targets.get("force_weight")
-    df2 = (out["forces"] - targets["forces"]) ** 2
-    loss = loss + cfg["forces_weight"] * torch.mean(df2 if fw is None else fw * df2)
+    df = out["forces"] - targets["forces"]
+    r = df if fw is None else torch.sqrt(fw) * df
+    if cfg.get("force_loss", "mse") == "huber":
+        delta = float(cfg.get("force_loss_delta", 0.01))
+        rho = 2.0 * torch.nn.functional.huber_loss(r, torch.zeros_like(r), reduction="none", delta=delta)
+    else:
+        rho = r ** 2
+    loss = loss + cfg["forces_weight"] * torch.mean(rho)
     if cfg["stress_weight"] > 0:
         ok = ~torch.isnan(targets["stress"]).flatten(1).any(dim=1)
         if bool(ok.any()):

@@ -254,6 +254,33 @@ def test_train_phonon_command_line(dataset, tmp_path):
     assert main(["train-phonon", str(bad)]) == 2
 
 
+def test_huber_force_loss_is_the_squared_loss_inside_delta_and_linear_beyond():
+    from mlepi_ase.train.phonon import _loss
+
+    delta = 0.01
+    residual = torch.tensor([[0.004, -0.006, 0.0], [0.05, -0.2, 0.01]], dtype=torch.float64)
+    weight = torch.tensor([[4.0], [0.25]], dtype=torch.float64)  # per-atom force weights w_b
+    targets = {"energy": torch.zeros(1, dtype=torch.float64), "n_atoms": torch.ones(1, dtype=torch.float64),
+               "forces": torch.zeros(2, 3, dtype=torch.float64), "force_weight": weight}
+    out = {"energy": torch.zeros(1, dtype=torch.float64), "forces": residual}
+    cfg = {"energy_weight": 1.0, "forces_weight": 1.0, "stress_weight": 0.0, "force_loss_delta": delta}
+    r = np.sqrt(weight.numpy()) * residual.numpy()  # weighted residuals: 0.008, -0.012, 0 | 0.025, -0.1, 0.005
+    rho = np.where(np.abs(r) <= delta, r ** 2, 2 * delta * np.abs(r) - delta ** 2)
+    assert np.isclose(float(_loss(out, targets, dict(cfg, force_loss="huber"))), rho.mean(), rtol=1e-12)
+    assert np.isclose(float(_loss(out, targets, dict(cfg, force_loss="mse"))), (r ** 2).mean(), rtol=1e-12)
+    forces = residual.clone().requires_grad_(True)  # beyond delta the pull on a force is 2 delta sqrt(w) / 6
+    _loss({"energy": out["energy"], "forces": forces}, targets, dict(cfg, force_loss="huber")).backward()
+    expected = np.where(np.abs(r) <= delta, 2 * r, 2 * delta * np.sign(r)) * np.sqrt(weight.numpy()) / r.size
+    np.testing.assert_allclose(forces.grad.numpy(), expected, rtol=1e-12, atol=1e-15)
+    small = {"energy": out["energy"], "forces": 1e-3 * residual}  # all inside delta: the two losses agree
+    assert np.isclose(float(_loss(small, targets, dict(cfg, force_loss="huber"))),
+                      float(_loss(small, targets, dict(cfg, force_loss="mse"))), rtol=1e-12)
+    with pytest.raises(ValueError, match="force_loss must"):
+        load_train_config({"train_file": "x.xyz", "force_loss": "l1"})
+    with pytest.raises(ValueError, match="force_loss_delta"):
+        load_train_config({"train_file": "x.xyz", "force_loss": "huber", "force_loss_delta": 0})
+
+
 def test_relative_force_weights_equalise_configurations(dataset):
     from mlepi_ase.train.phonon import PhononDataset
     from mlepi_ase.models import normalize_phonon_config
