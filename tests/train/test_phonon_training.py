@@ -385,7 +385,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 26),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 27),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -1002,6 +1002,25 @@ def test_cpu_stages_after_a_gpu_stage_are_stage_22s_recipe(stage, seed):
     assert cur["seed"] == seed
     assert starts_from(cur, previous)
     annealed_history(root / f"training_history_stage{stage}.json", cur, 6)
+
+
+def test_stage_27_is_stage_22s_recipe_with_huber_loss_beside_a_squared_loss_control():
+    """Stage 27 is stage 22's CPU recipe from stage 26's output with another seed and Huber's force loss; the
+    control of experiments/huber_loss differs from it only in the loss (and its output folder).  Both histories end
+    with the lr annealed to its floor after six epochs, and the held-out file compares the two."""
+    root = SHIPPED_PHONON
+    twentytwo, twentysix, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (22, 26, 27))
+    folder = root / "experiments" / "huber_loss"
+    control = load_train_config(folder / "train_config_mse.yaml")
+    assert changed_keys(cur, twentytwo) == {"output_dir", "init_model", "seed", "force_loss", "force_loss_delta"}
+    assert (cur["seed"], cur["force_loss"], cur["force_loss_delta"]) == (16, "huber", 0.005)
+    assert starts_from(cur, twentysix)
+    assert changed_keys(control, cur) == {"output_dir", "force_loss", "force_loss_delta"}
+    assert control["force_loss"] == "mse"
+    annealed_history(root / "training_history_stage27.json", cur, 6)
+    annealed_history(folder / "training_history_mse.json", control, 6)
+    heldout = json.loads((folder / "heldout_draws.json").read_text())
+    assert set(heldout["models"]) == {"stage27_huber", "stage27_mse_control"}
 
 
 def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
