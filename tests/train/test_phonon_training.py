@@ -1007,7 +1007,8 @@ def test_cpu_stages_after_a_gpu_stage_are_stage_22s_recipe(stage, seed):
 def test_stage_27_is_stage_22s_recipe_with_huber_loss_beside_a_squared_loss_control():
     """Stage 27 is stage 22's CPU recipe from stage 26's output with another seed and Huber's force loss; the
     control of experiments/huber_loss differs from it only in the loss (and its output folder).  Both histories end
-    with the lr annealed to its floor after six epochs, and the held-out file compares the two."""
+    with the lr annealed to its floor after six epochs, and the held-out file compares the two.  The two short
+    probes from stage 27 change only their start, seed and budget (and one the force-weight floor), two epochs each."""
     root = SHIPPED_PHONON
     twentytwo, twentysix, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (22, 26, 27))
     folder = root / "experiments" / "huber_loss"
@@ -1021,6 +1022,12 @@ def test_stage_27_is_stage_22s_recipe_with_huber_loss_beside_a_squared_loss_cont
     annealed_history(folder / "training_history_mse.json", control, 6)
     heldout = json.loads((folder / "heldout_draws.json").read_text())
     assert set(heldout["models"]) == {"stage27_huber", "stage27_mse_control"}
+    probe, floor = (load_train_config(folder / f"probe_{v}.yaml") for v in ("control", "floor03"))
+    assert changed_keys(probe, cur) == {"output_dir", "init_model", "seed", "max_time_minutes"}
+    assert starts_from(probe, cur) and (probe["seed"], probe["max_time_minutes"]) == (17, 22.0)
+    assert changed_keys(floor, probe) == {"output_dir", "force_weight_floor"} and floor["force_weight_floor"] == 0.3
+    for v, cfg in (("control", probe), ("floor03", floor)):
+        annealed_history(folder / f"training_history_probe_{v}.json", cfg, 2)
 
 
 def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
