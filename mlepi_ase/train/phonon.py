@@ -426,8 +426,8 @@ def _loss(out: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor], 
     fw = targets.get("force_weight")
     df = out["forces"] - targets["forces"]
     r = df if fw is None else torch.sqrt(fw) * df
-    if cfg.get("force_loss", "mse") == "huber":
-        delta = float(cfg.get("force_loss_delta", 0.01))
+    if cfg.get("force_loss", DEFAULT_TRAIN_CONFIG["force_loss"]) == "huber":
+        delta = float(cfg.get("force_loss_delta", DEFAULT_TRAIN_CONFIG["force_loss_delta"]))
         rho = 2.0 * torch.nn.functional.huber_loss(r, torch.zeros_like(r), reduction="none", delta=delta)
     else:
         rho = r ** 2
@@ -453,7 +453,8 @@ def evaluate(model: HedgeNetPhonon, data: PhononDataset, cfg: Mapping[str, Any] 
     want_stress = bool(np.isfinite(data.stresses).all())
     weights = None
     if cfg is not None:
-        weights = data.force_weights(cfg.get("force_weighting", "uniform"), cfg.get("force_weight_floor", 0.1))
+        weights = data.force_weights(cfg.get("force_weighting", DEFAULT_TRAIN_CONFIG["force_weighting"]),
+                                     cfg.get("force_weight_floor", DEFAULT_TRAIN_CONFIG["force_weight_floor"]))
     de, df, ds, losses = [], [], [], []
     model_was_training = model.training
     model.eval()
