@@ -385,7 +385,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 27),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 28),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -1028,6 +1028,28 @@ def test_stage_27_is_stage_22s_recipe_with_huber_loss_beside_a_squared_loss_cont
     assert changed_keys(floor, probe) == {"output_dir", "force_weight_floor"} and floor["force_weight_floor"] == 0.3
     for v, cfg in (("control", probe), ("floor03", floor)):
         annealed_history(folder / f"training_history_probe_{v}.json", cfg, 2)
+
+
+def test_stage_28_is_stage_27s_recipe_with_the_force_weight_floor_03_beside_a_smaller_delta():
+    """Stage 28 is stage 27's recipe from stage 27's output with seed 17 and the floor of the relative force weights
+    0.3 eV/Å (the recipe of the floor-0.3 probe, at full length); its sibling in experiments/huber_loss halves
+    Huber's delta and nothing else.  Both histories end with the lr annealed to its floor after six epochs, and
+    the held-out file compares the two."""
+    root = SHIPPED_PHONON
+    twentyseven, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (27, 28))
+    folder = root / "experiments" / "huber_loss"
+    sibling = load_train_config(folder / "train_config_stage28_delta0025.yaml")
+    probe = load_train_config(folder / "probe_floor03.yaml")
+    assert changed_keys(cur, twentyseven) == {"output_dir", "init_model", "seed", "force_weight_floor"}
+    assert (cur["seed"], cur["force_weight_floor"], cur["force_loss"], cur["force_loss_delta"]) == (
+        17, 0.3, "huber", 0.005)
+    assert starts_from(cur, twentyseven)
+    assert changed_keys(cur, probe) == {"output_dir", "max_time_minutes"} and cur["max_time_minutes"] == 62.0
+    assert changed_keys(sibling, cur) == {"output_dir", "force_loss_delta"} and sibling["force_loss_delta"] == 0.0025
+    annealed_history(root / "training_history_stage28.json", cur, 6)
+    annealed_history(folder / "training_history_stage28_delta0025.json", sibling, 6)
+    heldout = json.loads((folder / "heldout_draws_stage28.json").read_text())
+    assert set(heldout["models"]) == {"stage28", "stage28_delta0025"}
 
 
 def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
