@@ -1034,7 +1034,8 @@ def test_stage_28_is_stage_27s_recipe_with_the_force_weight_floor_03_beside_a_sm
     """Stage 28 is stage 27's recipe from stage 27's output with seed 17 and the floor of the relative force weights
     0.3 eV/Å (the recipe of the floor-0.3 probe, at full length); its sibling in experiments/huber_loss halves
     Huber's delta and nothing else.  Both histories end with the lr annealed to its floor after six epochs, and
-    the held-out file compares the two."""
+    the held-out file compares the two.  The two 30-minute probes from stage 28 change only their start, seed and
+    budget (and one the floor, to 0.5 eV/Å), three epochs each."""
     root = SHIPPED_PHONON
     twentyseven, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (27, 28))
     folder = root / "experiments" / "huber_loss"
@@ -1050,6 +1051,12 @@ def test_stage_28_is_stage_27s_recipe_with_the_force_weight_floor_03_beside_a_sm
     annealed_history(folder / "training_history_stage28_delta0025.json", sibling, 6)
     heldout = json.loads((folder / "heldout_draws_stage28.json").read_text())
     assert set(heldout["models"]) == {"stage28", "stage28_delta0025"}
+    probe, floor = (load_train_config(folder / f"probe29_{v}.yaml") for v in ("control", "floor05"))
+    assert changed_keys(probe, cur) == {"output_dir", "init_model", "seed", "max_time_minutes"}
+    assert starts_from(probe, cur) and (probe["seed"], probe["max_time_minutes"]) == (18, 30.0)
+    assert changed_keys(floor, probe) == {"output_dir", "force_weight_floor"} and floor["force_weight_floor"] == 0.5
+    for v, cfg in (("control", probe), ("floor05", floor)):
+        annealed_history(folder / f"training_history_probe29_{v}.json", cfg, 3)
 
 
 def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
