@@ -1004,6 +1004,20 @@ def test_cpu_stages_after_a_gpu_stage_are_stage_22s_recipe(stage, seed):
     annealed_history(root / f"training_history_stage{stage}.json", cur, 6)
 
 
+def check_floor_probes(folder: Path, prefix: str, start: dict, seed: int, minutes: float, floor: float,
+                       n_epochs: int) -> None:
+    """Two short probes from ``start``'s output in ``folder`` (``{prefix}control.yaml`` and ``{prefix}floorNN.yaml``):
+    the control changes only its start, seed and budget, the other only the force-weight floor beside that; both
+    histories end annealed after ``n_epochs`` epochs."""
+    tag = f"floor{round(floor * 10):02d}"
+    probe, raised = (load_train_config(folder / f"{prefix}{v}.yaml") for v in ("control", tag))
+    assert changed_keys(probe, start) == {"output_dir", "init_model", "seed", "max_time_minutes"}
+    assert starts_from(probe, start) and (probe["seed"], probe["max_time_minutes"]) == (seed, minutes)
+    assert changed_keys(raised, probe) == {"output_dir", "force_weight_floor"} and raised["force_weight_floor"] == floor
+    for v, cfg in (("control", probe), (tag, raised)):
+        annealed_history(folder / f"training_history_{prefix}{v}.json", cfg, n_epochs)
+
+
 def test_stage_27_is_stage_22s_recipe_with_huber_loss_beside_a_squared_loss_control():
     """Stage 27 is stage 22's CPU recipe from stage 26's output with another seed and Huber's force loss; the
     control of experiments/huber_loss differs from it only in the loss (and its output folder).  Both histories end
@@ -1022,12 +1036,7 @@ def test_stage_27_is_stage_22s_recipe_with_huber_loss_beside_a_squared_loss_cont
     annealed_history(folder / "training_history_mse.json", control, 6)
     heldout = json.loads((folder / "heldout_draws.json").read_text())
     assert set(heldout["models"]) == {"stage27_huber", "stage27_mse_control"}
-    probe, floor = (load_train_config(folder / f"probe_{v}.yaml") for v in ("control", "floor03"))
-    assert changed_keys(probe, cur) == {"output_dir", "init_model", "seed", "max_time_minutes"}
-    assert starts_from(probe, cur) and (probe["seed"], probe["max_time_minutes"]) == (17, 22.0)
-    assert changed_keys(floor, probe) == {"output_dir", "force_weight_floor"} and floor["force_weight_floor"] == 0.3
-    for v, cfg in (("control", probe), ("floor03", floor)):
-        annealed_history(folder / f"training_history_probe_{v}.json", cfg, 2)
+    check_floor_probes(folder, "probe_", cur, seed=17, minutes=22.0, floor=0.3, n_epochs=2)
 
 
 def test_stage_28_is_stage_27s_recipe_with_the_force_weight_floor_03_beside_a_smaller_delta():
@@ -1051,12 +1060,7 @@ def test_stage_28_is_stage_27s_recipe_with_the_force_weight_floor_03_beside_a_sm
     annealed_history(folder / "training_history_stage28_delta0025.json", sibling, 6)
     heldout = json.loads((folder / "heldout_draws_stage28.json").read_text())
     assert set(heldout["models"]) == {"stage28", "stage28_delta0025"}
-    probe, floor = (load_train_config(folder / f"probe29_{v}.yaml") for v in ("control", "floor05"))
-    assert changed_keys(probe, cur) == {"output_dir", "init_model", "seed", "max_time_minutes"}
-    assert starts_from(probe, cur) and (probe["seed"], probe["max_time_minutes"]) == (18, 30.0)
-    assert changed_keys(floor, probe) == {"output_dir", "force_weight_floor"} and floor["force_weight_floor"] == 0.5
-    for v, cfg in (("control", probe), ("floor05", floor)):
-        annealed_history(folder / f"training_history_probe29_{v}.json", cfg, 3)
+    check_floor_probes(folder, "probe29_", cur, seed=18, minutes=30.0, floor=0.5, n_epochs=3)
 
 
 def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
