@@ -385,7 +385,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 28),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 29),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -1061,6 +1061,26 @@ def test_stage_28_is_stage_27s_recipe_with_the_force_weight_floor_03_beside_a_sm
     heldout = json.loads((folder / "heldout_draws_stage28.json").read_text())
     assert set(heldout["models"]) == {"stage28", "stage28_delta0025"}
     check_floor_probes(folder, "probe29_", cur, seed=18, minutes=30.0, floor=0.5, n_epochs=3)
+
+
+def test_stage_29_is_stage_28s_recipe_beside_the_force_weight_floor_05():
+    """Stage 29 is stage 28's config from stage 28's output with another seed (the 30-minute control probe at full
+    length); its sibling in experiments/huber_loss raises the force-weight floor to 0.5 eV/Å and changes nothing
+    else (the floor probe at full length).  Both histories end with the lr annealed to its floor after six epochs,
+    and the held-out file compares the two."""
+    root = SHIPPED_PHONON
+    twentyeight, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (28, 29))
+    folder = root / "experiments" / "huber_loss"
+    sibling = load_train_config(folder / "train_config_stage29_floor05.yaml")
+    probe = load_train_config(folder / "probe29_control.yaml")
+    assert changed_keys(cur, twentyeight) == {"output_dir", "init_model", "seed"} and cur["seed"] == 19
+    assert starts_from(cur, twentyeight)
+    assert changed_keys(cur, probe) == {"output_dir", "seed", "max_time_minutes"} and cur["max_time_minutes"] == 62.0
+    assert changed_keys(sibling, cur) == {"output_dir", "force_weight_floor"} and sibling["force_weight_floor"] == 0.5
+    annealed_history(root / "training_history_stage29.json", cur, 6)
+    annealed_history(folder / "training_history_stage29_floor05.json", sibling, 6)
+    heldout = json.loads((folder / "heldout_draws_stage29.json").read_text())
+    assert set(heldout["models"]) == {"stage29", "stage29_floor05"}
 
 
 def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
