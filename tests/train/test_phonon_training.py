@@ -1067,7 +1067,8 @@ def test_stage_29_is_stage_28s_recipe_beside_the_force_weight_floor_05():
     """Stage 29 is stage 28's config from stage 28's output with another seed (the 30-minute control probe at full
     length); its sibling in experiments/huber_loss raises the force-weight floor to 0.5 eV/Å and changes nothing
     else (the floor probe at full length).  Both histories end with the lr annealed to its floor after six epochs,
-    and the held-out file compares the two."""
+    and the held-out file compares the two.  The two 30-minute probes from stage 29 change only their start, seed
+    and budget (and one the floor, to 0.4 eV/Å), three epochs each."""
     root = SHIPPED_PHONON
     twentyeight, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (28, 29))
     folder = root / "experiments" / "huber_loss"
@@ -1081,6 +1082,7 @@ def test_stage_29_is_stage_28s_recipe_beside_the_force_weight_floor_05():
     annealed_history(folder / "training_history_stage29_floor05.json", sibling, 6)
     heldout = json.loads((folder / "heldout_draws_stage29.json").read_text())
     assert set(heldout["models"]) == {"stage29", "stage29_floor05"}
+    check_floor_probes(folder, "probe30_", cur, seed=20, minutes=30.0, floor=0.4, n_epochs=3)
 
 
 def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
