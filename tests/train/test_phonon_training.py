@@ -1018,6 +1018,16 @@ def check_floor_probes(folder: Path, prefix: str, start: dict, seed: int, minute
         annealed_history(folder / f"training_history_{prefix}{v}.json", cfg, n_epochs)
 
 
+def check_stage_and_sibling(stage: int, cur: dict, tag: str, sibling: dict) -> None:
+    """Stage ``stage`` (``cur``) and its sibling in experiments/huber_loss (``sibling``, files tagged ``tag``): both
+    histories end annealed after six epochs, and ``heldout_draws_stage{stage}.json`` there compares the two."""
+    folder = SHIPPED_PHONON / "experiments" / "huber_loss"
+    annealed_history(SHIPPED_PHONON / f"training_history_stage{stage}.json", cur, 6)
+    annealed_history(folder / f"training_history_stage{stage}_{tag}.json", sibling, 6)
+    heldout = json.loads((folder / f"heldout_draws_stage{stage}.json").read_text())
+    assert set(heldout["models"]) == {f"stage{stage}", f"stage{stage}_{tag}"}
+
+
 def test_stage_27_is_stage_22s_recipe_with_huber_loss_beside_a_squared_loss_control():
     """Stage 27 is stage 22's CPU recipe from stage 26's output with another seed and Huber's force loss; the
     control of experiments/huber_loss differs from it only in the loss (and its output folder).  Both histories end
@@ -1056,10 +1066,7 @@ def test_stage_28_is_stage_27s_recipe_with_the_force_weight_floor_03_beside_a_sm
     assert starts_from(cur, twentyseven)
     assert changed_keys(cur, probe) == {"output_dir", "max_time_minutes"} and cur["max_time_minutes"] == 62.0
     assert changed_keys(sibling, cur) == {"output_dir", "force_loss_delta"} and sibling["force_loss_delta"] == 0.0025
-    annealed_history(root / "training_history_stage28.json", cur, 6)
-    annealed_history(folder / "training_history_stage28_delta0025.json", sibling, 6)
-    heldout = json.loads((folder / "heldout_draws_stage28.json").read_text())
-    assert set(heldout["models"]) == {"stage28", "stage28_delta0025"}
+    check_stage_and_sibling(28, cur, "delta0025", sibling)
     check_floor_probes(folder, "probe29_", cur, seed=18, minutes=30.0, floor=0.5, n_epochs=3)
 
 
@@ -1078,10 +1085,7 @@ def test_stage_29_is_stage_28s_recipe_beside_the_force_weight_floor_05():
     assert starts_from(cur, twentyeight)
     assert changed_keys(cur, probe) == {"output_dir", "seed", "max_time_minutes"} and cur["max_time_minutes"] == 62.0
     assert changed_keys(sibling, cur) == {"output_dir", "force_weight_floor"} and sibling["force_weight_floor"] == 0.5
-    annealed_history(root / "training_history_stage29.json", cur, 6)
-    annealed_history(folder / "training_history_stage29_floor05.json", sibling, 6)
-    heldout = json.loads((folder / "heldout_draws_stage29.json").read_text())
-    assert set(heldout["models"]) == {"stage29", "stage29_floor05"}
+    check_stage_and_sibling(29, cur, "floor05", sibling)
     check_floor_probes(folder, "probe30_", cur, seed=20, minutes=30.0, floor=0.4, n_epochs=3)
 
 
