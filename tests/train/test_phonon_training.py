@@ -385,7 +385,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 29),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 30),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -393,7 +393,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     rattles four times, stages 5 and 6 on that plus the slide set twice, stage 7 on that plus the extra thermal
     set, stage 8 on the same files with the small rattles six times and the slides three times, stage 9 on those
     plus the second extra thermal set with the small rattles 14 times and the slides 7 times, the later stages
-    (10-20 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
+    (10-30 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
     architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
@@ -1087,6 +1087,21 @@ def test_stage_29_is_stage_28s_recipe_beside_the_force_weight_floor_05():
     assert changed_keys(sibling, cur) == {"output_dir", "force_weight_floor"} and sibling["force_weight_floor"] == 0.5
     check_stage_and_sibling(29, cur, "floor05", sibling)
     check_floor_probes(folder, "probe30_", cur, seed=20, minutes=30.0, floor=0.4, n_epochs=3)
+
+
+def test_stage_30_is_stage_29s_recipe_with_ema_decay_0999_beside_the_unchanged_recipe():
+    """Stage 30 is stage 29's config from stage 29's output with another seed and the EMA decay 0.999; its sibling
+    in experiments/huber_loss keeps the decay 0.99 of stages 1-29 and changes nothing else (stage 29's recipe
+    unchanged).  Both histories end with the lr annealed to its floor after six epochs, and the held-out file
+    compares the two."""
+    root = SHIPPED_PHONON
+    twentynine, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (29, 30))
+    sibling = load_train_config(root / "experiments" / "huber_loss" / "train_config_stage30_ema099.yaml")
+    assert changed_keys(cur, twentynine) == {"output_dir", "init_model", "seed", "ema_decay"}
+    assert (cur["seed"], cur["ema_decay"], twentynine["ema_decay"]) == (21, 0.999, 0.99)
+    assert starts_from(cur, twentynine)
+    assert changed_keys(sibling, cur) == {"output_dir", "ema_decay"} and sibling["ema_decay"] == 0.99
+    check_stage_and_sibling(30, cur, "ema099", sibling)
 
 
 def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
