@@ -385,7 +385,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 30),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 31),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -393,7 +393,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     rattles four times, stages 5 and 6 on that plus the slide set twice, stage 7 on that plus the extra thermal
     set, stage 8 on the same files with the small rattles six times and the slides three times, stage 9 on those
     plus the second extra thermal set with the small rattles 14 times and the slides 7 times, the later stages
-    (10-30 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
+    (10-31 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
     architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
@@ -1102,6 +1102,21 @@ def test_stage_30_is_stage_29s_recipe_with_ema_decay_0999_beside_the_unchanged_r
     assert starts_from(cur, twentynine)
     assert changed_keys(sibling, cur) == {"output_dir", "ema_decay"} and sibling["ema_decay"] == 0.99
     check_stage_and_sibling(30, cur, "ema099", sibling)
+
+
+def test_stage_31_is_stage_30s_recipe_with_peak_lr_6e4_beside_the_unchanged_recipe():
+    """Stage 31 is stage 30's config from stage 30's output with another seed and the peak lr 6e-4 (every CPU stage
+    since stage 13 restarted at 3e-4); its sibling in experiments/huber_loss keeps the lr 3e-4 and changes nothing
+    else (stage 30's recipe unchanged).  Both histories end with the lr annealed to its floor after six epochs, and
+    the held-out file compares the two."""
+    root = SHIPPED_PHONON
+    thirty, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (30, 31))
+    sibling = load_train_config(root / "experiments" / "huber_loss" / "train_config_stage31_lr3e4.yaml")
+    assert changed_keys(cur, thirty) == {"output_dir", "init_model", "seed", "lr"}
+    assert (cur["seed"], cur["lr"], thirty["lr"]) == (22, 6e-4, 3e-4)
+    assert starts_from(cur, thirty)
+    assert changed_keys(sibling, cur) == {"output_dir", "lr"} and sibling["lr"] == 3e-4
+    check_stage_and_sibling(31, cur, "lr3e4", sibling)
 
 
 def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
