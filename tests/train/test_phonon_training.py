@@ -1004,18 +1004,24 @@ def test_cpu_stages_after_a_gpu_stage_are_stage_22s_recipe(stage, seed):
     annealed_history(root / f"training_history_stage{stage}.json", cur, 6)
 
 
-def check_floor_probes(folder: Path, prefix: str, start: dict, seed: int, minutes: float, floor: float,
-                       n_epochs: int) -> None:
-    """Two short probes from ``start``'s output in ``folder`` (``{prefix}control.yaml`` and ``{prefix}floorNN.yaml``):
-    the control changes only its start, seed and budget, the other only the force-weight floor beside that; both
+def check_probes(folder: Path, prefix: str, start: dict, seed: int, minutes: float, tag: str, key: str, value: float,
+                 n_epochs: int) -> None:
+    """Two short probes from ``start``'s output in ``folder`` (``{prefix}control.yaml`` and ``{prefix}{tag}.yaml``):
+    the control changes only its start, seed and budget, the other only ``key`` (to ``value``) beside that; both
     histories end annealed after ``n_epochs`` epochs."""
-    tag = f"floor{round(floor * 10):02d}"
-    probe, raised = (load_train_config(folder / f"{prefix}{v}.yaml") for v in ("control", tag))
+    probe, other = (load_train_config(folder / f"{prefix}{v}.yaml") for v in ("control", tag))
     assert changed_keys(probe, start) == {"output_dir", "init_model", "seed", "max_time_minutes"}
     assert starts_from(probe, start) and (probe["seed"], probe["max_time_minutes"]) == (seed, minutes)
-    assert changed_keys(raised, probe) == {"output_dir", "force_weight_floor"} and raised["force_weight_floor"] == floor
-    for v, cfg in (("control", probe), (tag, raised)):
+    assert changed_keys(other, probe) == {"output_dir", key} and other[key] == value
+    for v, cfg in (("control", probe), (tag, other)):
         annealed_history(folder / f"training_history_{prefix}{v}.json", cfg, n_epochs)
+
+
+def check_floor_probes(folder: Path, prefix: str, start: dict, seed: int, minutes: float, floor: float,
+                       n_epochs: int) -> None:
+    """``check_probes`` for a probe that changes the force-weight floor (files tagged ``floorNN``, NN = 10 floor)."""
+    check_probes(folder, prefix, start, seed, minutes, f"floor{round(floor * 10):02d}", "force_weight_floor", floor,
+                 n_epochs)
 
 
 def check_stage_and_sibling(stage: int, cur: dict, tag: str, sibling: dict) -> None:
@@ -1108,7 +1114,8 @@ def test_stage_31_is_stage_30s_recipe_with_peak_lr_6e4_beside_the_unchanged_reci
     """Stage 31 is stage 30's config from stage 30's output with another seed and the peak lr 6e-4 (every CPU stage
     since stage 13 restarted at 3e-4); its sibling in experiments/huber_loss keeps the lr 3e-4 and changes nothing
     else (stage 30's recipe unchanged).  Both histories end with the lr annealed to its floor after six epochs, and
-    the held-out file compares the two."""
+    the held-out file compares the two.  The two 22-minute probes from stage 31 change only their start, seed and
+    budget (and one the peak lr, to 1e-3), two epochs each."""
     root = SHIPPED_PHONON
     thirty, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (30, 31))
     sibling = load_train_config(root / "experiments" / "huber_loss" / "train_config_stage31_lr3e4.yaml")
@@ -1117,6 +1124,8 @@ def test_stage_31_is_stage_30s_recipe_with_peak_lr_6e4_beside_the_unchanged_reci
     assert starts_from(cur, thirty)
     assert changed_keys(sibling, cur) == {"output_dir", "lr"} and sibling["lr"] == 3e-4
     check_stage_and_sibling(31, cur, "lr3e4", sibling)
+    check_probes(root / "experiments" / "huber_loss", "probe32_", cur, seed=23, minutes=22.0, tag="lr1e3", key="lr",
+                 value=1e-3, n_epochs=2)
 
 
 def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
