@@ -1095,37 +1095,31 @@ def test_stage_29_is_stage_28s_recipe_beside_the_force_weight_floor_05():
     check_floor_probes(folder, "probe30_", cur, seed=20, minutes=30.0, floor=0.4, n_epochs=3)
 
 
-def test_stage_30_is_stage_29s_recipe_with_ema_decay_0999_beside_the_unchanged_recipe():
-    """Stage 30 is stage 29's config from stage 29's output with another seed and the EMA decay 0.999; its sibling
-    in experiments/huber_loss keeps the decay 0.99 of stages 1-29 and changes nothing else (stage 29's recipe
-    unchanged).  Both histories end with the lr annealed to its floor after six epochs, and the held-out file
-    compares the two."""
+@pytest.mark.parametrize("stage, seed, key, value, previous, tag", [
+    (30, 21, "ema_decay", 0.999, 0.99, "ema099"),  # the EMA decay 0.99 of stages 1-29 -> 0.999
+    (31, 22, "lr", 6e-4, 3e-4, "lr3e4"),  # the peak lr 3e-4 of every CPU stage since stage 13 -> 6e-4
+])
+def test_stages_30_31_change_one_knob_beside_the_unchanged_recipe(stage, seed, key, value, previous, tag):
+    """Stages 30 and 31 are the previous stage's config from its output with another seed and one knob changed
+    (``key``: ``previous`` -> ``value``); the sibling in experiments/huber_loss keeps ``previous`` and changes
+    nothing else (the previous stage's recipe unchanged).  Both histories end with the lr annealed to its floor
+    after six epochs, and the held-out file compares the two."""
     root = SHIPPED_PHONON
-    twentynine, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (29, 30))
-    sibling = load_train_config(root / "experiments" / "huber_loss" / "train_config_stage30_ema099.yaml")
-    assert changed_keys(cur, twentynine) == {"output_dir", "init_model", "seed", "ema_decay"}
-    assert (cur["seed"], cur["ema_decay"], twentynine["ema_decay"]) == (21, 0.999, 0.99)
-    assert starts_from(cur, twentynine)
-    assert changed_keys(sibling, cur) == {"output_dir", "ema_decay"} and sibling["ema_decay"] == 0.99
-    check_stage_and_sibling(30, cur, "ema099", sibling)
+    prev, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (stage - 1, stage))
+    sibling = load_train_config(root / "experiments" / "huber_loss" / f"train_config_stage{stage}_{tag}.yaml")
+    assert changed_keys(cur, prev) == {"output_dir", "init_model", "seed", key}
+    assert (cur["seed"], cur[key], prev[key]) == (seed, value, previous)
+    assert starts_from(cur, prev)
+    assert changed_keys(sibling, cur) == {"output_dir", key} and sibling[key] == previous
+    check_stage_and_sibling(stage, cur, tag, sibling)
 
 
-def test_stage_31_is_stage_30s_recipe_with_peak_lr_6e4_beside_the_unchanged_recipe():
-    """Stage 31 is stage 30's config from stage 30's output with another seed and the peak lr 6e-4 (every CPU stage
-    since stage 13 restarted at 3e-4); its sibling in experiments/huber_loss keeps the lr 3e-4 and changes nothing
-    else (stage 30's recipe unchanged).  Both histories end with the lr annealed to its floor after six epochs, and
-    the held-out file compares the two.  The two 22-minute probes from stage 31 change only their start, seed and
-    budget (and one the peak lr, to 1e-3), two epochs each."""
-    root = SHIPPED_PHONON
-    thirty, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (30, 31))
-    sibling = load_train_config(root / "experiments" / "huber_loss" / "train_config_stage31_lr3e4.yaml")
-    assert changed_keys(cur, thirty) == {"output_dir", "init_model", "seed", "lr"}
-    assert (cur["seed"], cur["lr"], thirty["lr"]) == (22, 6e-4, 3e-4)
-    assert starts_from(cur, thirty)
-    assert changed_keys(sibling, cur) == {"output_dir", "lr"} and sibling["lr"] == 3e-4
-    check_stage_and_sibling(31, cur, "lr3e4", sibling)
-    check_probes(root / "experiments" / "huber_loss", "probe32_", cur, seed=23, minutes=22.0, tag="lr1e3", key="lr",
-                 value=1e-3, n_epochs=2)
+def test_probes_from_stage_31_change_only_their_start_seed_budget_and_one_the_peak_lr():
+    """The two 22-minute probes from stage 31 change only their start, seed and budget (and one the peak lr, to
+    1e-3), two epochs each."""
+    cur = load_train_config(SHIPPED_PHONON / "train_config_stage31.yaml")
+    check_probes(SHIPPED_PHONON / "experiments" / "huber_loss", "probe32_", cur, seed=23, minutes=22.0, tag="lr1e3",
+                 key="lr", value=1e-3, n_epochs=2)
 
 
 def test_stage_25_is_stage_23s_gpu_recipe_for_two_minutes_from_stage_24():
