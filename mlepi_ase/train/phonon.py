@@ -54,7 +54,10 @@ guessing the number of epochs beforehand; a resumed run continues from the elaps
 checkpoint.  The price is that two runs on machines of different speed see different schedules.  Early
 stopping after ``patience`` epochs without validation improvement, or at ``max_epochs`` /
 ``max_time_minutes`` (checked after each epoch; with ``cosine_time`` the budget bounds the whole run,
-resumes included, otherwise each invocation).  The model file holds the
+resumes included, otherwise each invocation).  A ``cosine_time`` run stops at the epoch boundary nearest the
+end of its budget (:func:`cosine_time_finished`): it does not start an epoch that would spend more than half
+its steps past the end of the anneal at ``min_lr``, so it overruns the budget by at most about half an
+epoch instead of a whole one at the floor rate.  The model file holds the
 epoch with the lowest validation loss (``select_model: lowest_valid_loss``, default) or the last epoch
 (``last_epoch``: for a fixed annealing schedule, or when a few outlier configurations dominate the
 weighted validation loss so that its minimum is a poor pick).
@@ -108,6 +111,7 @@ __all__ = [
     "train_phonon",
     "evaluate",
     "cosine_time_lr",
+    "cosine_time_finished",
     "fit_normalization",
 ]
 
@@ -560,6 +564,34 @@ def cosine_time_lr(elapsed_s: float, budget_s: float, lr: float, min_lr: float) 
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * frac))
 
 
+def cosine_time_finished(elapsed_s: float, epoch_s: float, budget_s: float) -> bool:
+    r"""Whether a ``cosine_time`` run stops at this epoch boundary.
+
+    The next epoch is taken to last as long as the one just finished; the run stops when that epoch would end
+    more than half an epoch past the budget, i.e. when more than half its steps would run after the end of the
+    anneal, at ``min_lr`` (:func:`cosine_time_lr`).  So the run ends at the epoch boundary nearest the end of
+    its budget: at most about half an epoch late, or at most half an epoch early, where the rate of the last
+    step is within :math:`(\eta_0 - \eta_\min)(1 - \cos(\pi r))/2` of the floor, :math:`r \le` ``epoch_s`` /
+    (2 ``budget_s``) (0.067 of the span for three epochs in the budget, 0.006 for ten).
+
+    Parameters
+    ----------
+    elapsed_s
+        Training time of the whole run so far (resumes included), seconds.
+    epoch_s
+        Duration of the epoch just finished, training and validation, seconds (0 when unknown: the run then
+        stops only once the budget is spent).
+    budget_s
+        The run's time budget, seconds (``max_time_minutes`` × 60).
+
+    Returns
+    -------
+    bool
+        True when no further epoch should start.
+    """
+    return elapsed_s + 0.5 * max(epoch_s, 0.0) >= budget_s
+
+
 def _rng_state(gen: np.random.Generator) -> dict[str, Any]:
     st = gen.bit_generator.state
     # large Python ints are fine for weights_only; make sure nothing else sneaks in
@@ -683,11 +715,13 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
     epochs = range(start_epoch, cfg["max_epochs"])
     if best_epoch >= 0 and start_epoch - 1 - best_epoch >= cfg["patience"]:
         stopped, epochs = "early_stopping", range(0)
-    elif cfg["scheduler"] == "cosine_time" and checkpoint is not None and elapsed_before >= budget:
+    elif (cfg["scheduler"] == "cosine_time" and checkpoint is not None
+          and cosine_time_finished(elapsed_before, history[-1].get("epoch_s", 0.0) if history else 0.0, budget)):
         stopped, epochs = "time_limit", range(0)  # the whole run's budget is spent: nothing left to anneal
     bar = tqdm(epochs, initial=start_epoch, total=cfg["max_epochs"], desc="train-phonon",
                disable=not cfg["progress"])
     for epoch in bar:
+        epoch_t0 = time.perf_counter()
         model.train()
         order = gen.permutation(len(train))
         train_loss, n_seen = 0.0, 0
@@ -726,6 +760,7 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
             scheduler.step()
         elapsed = elapsed_before + time.perf_counter() - t0
         record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "elapsed_s": elapsed,
+                  "epoch_s": time.perf_counter() - epoch_t0,
                   **{f"valid_{k}": v for k, v in val.items()}}
         history.append(record)
         say(f"epoch {epoch:4d}  train loss {train_loss:.4e}  valid loss {val['loss']:.4e}  "
@@ -754,10 +789,17 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
         if epoch - best_epoch >= cfg["patience"]:
             stopped = "early_stopping"
             break
-        # cosine_time: the budget is the whole run's (resumes included), where the anneal ends
+        # cosine_time: the budget is the whole run's (resumes included), where the anneal ends; the run stops at
+        # the epoch boundary nearest that end
         spent = elapsed if cfg["scheduler"] == "cosine_time" else time.perf_counter() - t0
-        if budget is not None and spent >= budget:
+        if cfg["scheduler"] == "cosine_time":
+            out_of_time = cosine_time_finished(spent, record["epoch_s"], budget)
+        else:
+            out_of_time = budget is not None and spent >= budget
+        if out_of_time:
             stopped = "time_limit"
+            say(f"time budget: {spent / 60:.2f} of {budget / 60:.2f} min used, the last epoch took "
+                f"{record['epoch_s'] / 60:.2f} min")
             break
     bar.close()
     say(f"stopped ({stopped}); best epoch {best_epoch}, valid loss {best_loss:.4e}")

@@ -898,8 +898,48 @@ def test_cosine_time_run_anneals_and_stops_at_the_budget(dataset, tmp_path):
     assert result["stopped"] == "time_limit" and len(hist) >= 3
     lrs = [h["lr"] for h in hist]  # the rate of each epoch's last step
     assert lrs[0] < 0.03 and np.all(np.diff(lrs) < 0)
-    assert hist[-1]["elapsed_s"] >= 60 * budget_min
-    assert hist[-2]["elapsed_s"] < 60 * budget_min  # stopped at the first epoch end past the budget
+    # stopped at the first epoch end nearest the budget's end: no earlier epoch end was within half an epoch of it
+    budget = 60 * budget_min
+    assert all(h["epoch_s"] > 0 and h["elapsed_s"] + 0.5 * h["epoch_s"] < budget for h in hist[:-1])
+    assert hist[-1]["elapsed_s"] + 0.5 * hist[-1]["epoch_s"] >= budget
+    assert "time budget: " in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_cosine_time_stops_at_the_epoch_boundary_nearest_the_budget_end():
+    """A 62-minute budget: 20-minute epochs stop after three (60 min, the next would run 18 of its 20 minutes at the
+    floor rate), 11.7-minute epochs after five (58.5 min, 3.5 min early rather than 8.2 min late), 15-minute ones
+    after four (60 min); an epoch of unknown length (0 s) stops only once the budget is spent."""
+    from mlepi_ase.train.phonon import cosine_time_finished
+
+    budget = 62 * 60.0
+    for epoch_min, n_epochs in [(20.0, 3), (11.7, 5), (15.0, 4), (2.0, 31)]:
+        ends = [cosine_time_finished(k * epoch_min * 60, epoch_min * 60, budget) for k in range(1, n_epochs + 1)]
+        assert ends == [False] * (n_epochs - 1) + [True], epoch_min
+    assert not cosine_time_finished(budget - 1.0, 0.0, budget) and cosine_time_finished(budget, 0.0, budget)
+    assert cosine_time_finished(budget - 299.0, 600.0, budget) and not cosine_time_finished(budget - 301.0, 600.0,
+                                                                                              budget)
+
+
+def test_a_resumed_cosine_time_run_keeps_the_nearest_boundary_rule(dataset, tmp_path):
+    """A checkpoint whose run stopped within half an epoch of its budget's end trains nothing more when resumed;
+    one with more than half an epoch left trains on (here its checkpoint is edited to say so: 10-s epochs)."""
+    data_dir, _ = dataset
+    cfg = _config(data_dir, tmp_path / "run", scheduler="cosine_time", max_time_minutes=1.0, lr=0.03, min_lr=1e-4)
+    first = train_phonon({**cfg, "max_epochs": 1}, resume=False)
+    assert first["stopped"] == "max_epochs" and len(first["history"]) == 1
+    path = tmp_path / "run" / "checkpoint.pt"
+    original = torch.load(path, weights_only=True)
+
+    def resume_with(elapsed_s):
+        ckpt = dict(original, elapsed_s=elapsed_s, history=[dict(original["history"][0], epoch_s=10.0,
+                                                                 elapsed_s=elapsed_s)])
+        torch.save(ckpt, path)
+        return train_phonon({**cfg, "max_epochs": 2}, resume=True)
+
+    done = resume_with(60.0 - 4.0)  # 4 s left, less than half of a 10-s epoch
+    assert done["stopped"] == "time_limit" and len(done["history"]) == 1
+    more = resume_with(60.0 - 6.0)  # 6 s left: one more epoch (max_epochs 2 bounds the test)
+    assert more["stopped"] == "max_epochs" and len(more["history"]) == 2
 
 
 def test_cosine_time_resumes_the_anneal_where_it_stopped(dataset, tmp_path):
