@@ -385,7 +385,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 32),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 33),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -393,7 +393,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     rattles four times, stages 5 and 6 on that plus the slide set twice, stage 7 on that plus the extra thermal
     set, stage 8 on the same files with the small rattles six times and the slides three times, stage 9 on those
     plus the second extra thermal set with the small rattles 14 times and the slides 7 times, the later stages
-    (10-32 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
+    (10-33 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
     architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
@@ -1140,10 +1140,11 @@ def test_stage_29_is_stage_28s_recipe_beside_the_force_weight_floor_05():
     (30, 21, "ema_decay", 0.999, 0.99, "ema099", 6),  # the EMA decay 0.99 of stages 1-29 -> 0.999
     (31, 22, "lr", 6e-4, 3e-4, "lr3e4", 6),  # the peak lr 3e-4 of every CPU stage since stage 13 -> 6e-4
     (32, 24, "lr", 1e-3, 6e-4, "lr6e4", 3),  # -> 1e-3; a slower machine: three epochs in the 62-minute anneal
+    (33, 25, "lr", 2e-3, 1e-3, "lr1e3", 3),  # -> 2e-3; the same machine
 ])
-def test_stages_30_to_32_change_one_knob_beside_the_unchanged_recipe(stage, seed, key, value, previous, tag,
+def test_stages_30_to_33_change_one_knob_beside_the_unchanged_recipe(stage, seed, key, value, previous, tag,
                                                                       n_epochs):
-    """Stages 30-32 are the previous stage's config from its output with another seed and one knob changed
+    """Stages 30-33 are the previous stage's config from its output with another seed and one knob changed
     (``key``: ``previous`` -> ``value``); the sibling in experiments/huber_loss keeps ``previous`` and changes
     nothing else (the previous stage's recipe unchanged).  Both histories end with the lr annealed to its floor
     after ``n_epochs`` epochs, and the held-out file compares the two."""
