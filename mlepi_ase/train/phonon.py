@@ -717,7 +717,7 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
         stopped, epochs = "early_stopping", range(0)
     elif (cfg["scheduler"] == "cosine_time" and checkpoint is not None
           and cosine_time_finished(elapsed_before, history[-1].get("epoch_s", 0.0) if history else 0.0, budget)):
-        stopped, epochs = "time_limit", range(0)  # the whole run's budget is spent: nothing left to anneal
+        stopped, epochs = "time_limit", range(0)  # the run already ended at its budget's nearest epoch boundary
     bar = tqdm(epochs, initial=start_epoch, total=cfg["max_epochs"], desc="train-phonon",
                disable=not cfg["progress"])
     for epoch in bar:
@@ -758,9 +758,9 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
             scheduler.step(val["loss"])
         elif scheduler is not None:
             scheduler.step()
-        elapsed = elapsed_before + time.perf_counter() - t0
-        record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "elapsed_s": elapsed,
-                  "epoch_s": time.perf_counter() - epoch_t0,
+        now = time.perf_counter()
+        elapsed = elapsed_before + now - t0
+        record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "elapsed_s": elapsed, "epoch_s": now - epoch_t0,
                   **{f"valid_{k}": v for k, v in val.items()}}
         history.append(record)
         say(f"epoch {epoch:4d}  train loss {train_loss:.4e}  valid loss {val['loss']:.4e}  "
@@ -791,10 +791,11 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
             break
         # cosine_time: the budget is the whole run's (resumes included), where the anneal ends; the run stops at
         # the epoch boundary nearest that end
-        spent = elapsed if cfg["scheduler"] == "cosine_time" else time.perf_counter() - t0
         if cfg["scheduler"] == "cosine_time":
+            spent = elapsed
             out_of_time = cosine_time_finished(spent, record["epoch_s"], budget)
         else:
+            spent = time.perf_counter() - t0
             out_of_time = budget is not None and spent >= budget
         if out_of_time:
             stopped = "time_limit"
