@@ -56,6 +56,7 @@ import torch
 from .._files import atomic_json, atomic_torch_save, to_plain
 from .. import __version__
 from . import check_num_threads
+from .schedule import cosine_time_finished, cosine_time_lr
 from ..graph import RELATIONS, _edge_keys
 from ..models.electron import (
     ElectronGraph,
@@ -123,7 +124,10 @@ DEFAULT_TRAIN_ELECTRON_CONFIG: dict[str, Any] = {
 ``data.dataset``: HDF5 file of ``mlepi make-dataset electron``; ``data.deeph_folders``: glob patterns of
 DeepH folders; ``model``: :data:`mlepi_ase.models.electron.DEFAULT_ELECTRON_CONFIG` keys (the basis is
 taken from the data when absent; ``avg_num_neighbors``, ``block_scale`` and ``decay_origin`` are always
-set from the training data); ``training.time_limit_s``: stop (with checkpoint and model) after this wall time;
+set from the training data); ``training.time_limit_s``: stop (with checkpoint and model) once the whole run
+(resumes included) has trained this many seconds: at the first epoch end past it, or with ``cosine_time`` at
+the epoch boundary nearest it (:func:`~mlepi_ase.train.schedule.cosine_time_finished`); a resumed run whose
+time is up trains nothing more;
 ``training.init_model``: start from the weights and configuration of an existing model file (fine-tuning,
 e.g. on users' DFT folders; a fresh optimizer); ``training.lr_schedule``: ``"cosine"`` (over the planned steps), ``"cosine_time"`` (over
 ``time_limit_s`` of wall time: finishes the decay whatever the machine's load) or ``"constant"``.
@@ -631,15 +635,23 @@ def train_electron(config: Mapping[str, Any], resume: bool = False, base_dir: st
     if schedule == "cosine_time" and not t_cfg["time_limit_s"]:
         raise ValueError("training.lr_schedule 'cosine_time' needs training.time_limit_s")
 
+    time_limit = float(t_cfg["time_limit_s"]) if t_cfg["time_limit_s"] else None
+
     def lr_at(step: int, elapsed: float) -> float:
         if schedule == "constant":
             return lr0
         if schedule == "cosine":
-            x = step / max(total_steps, 1)
-        else:
-            x = elapsed / float(t_cfg["time_limit_s"])
-        x = min(max(x, 0.0), 1.0)
-        return lr0 * (lr_min + (1.0 - lr_min) * 0.5 * (1.0 + math.cos(math.pi * x)))
+            x = min(max(step / max(total_steps, 1), 0.0), 1.0)
+            return lr0 * (lr_min + (1.0 - lr_min) * 0.5 * (1.0 + math.cos(math.pi * x)))
+        return cosine_time_lr(elapsed, time_limit, lr0, lr0 * lr_min)
+
+    def time_is_up(elapsed: float, epoch_s: float) -> bool:
+        """cosine_time: the epoch boundary nearest the end of the anneal; otherwise the first one past the limit."""
+        if time_limit is None:
+            return False
+        if schedule == "cosine_time":
+            return cosine_time_finished(elapsed, epoch_s, time_limit)
+        return elapsed > time_limit
 
     history: list[dict[str, Any]] = []
     best = {"epoch": -1, "valid_mae_meV": float("inf")}
@@ -659,7 +671,13 @@ def train_electron(config: Mapping[str, Any], resume: bool = False, base_dir: st
     t_start = time.perf_counter()
     elapsed_before = float(ckpt["elapsed_s"]) if ckpt is not None else 0.0
     stopped_early = False
-    for epoch in range(start_epoch, epochs):
+    epoch_range = range(start_epoch, epochs)
+    if ckpt is not None and time_is_up(elapsed_before, history[-1].get("epoch_s", 0.0) if history else 0.0):
+        say(f"the checkpoint's run already used its time limit ({elapsed_before:.1f} of {time_limit:g} s); "
+            "nothing more to train")
+        stopped_early, epoch_range = True, range(0)
+    for epoch in epoch_range:
+        epoch_t0 = time.perf_counter()
         model.train()
         order = gen.permutation(len(train_s))
         sums = [np.zeros(3), np.zeros(3), np.zeros(3)]
@@ -685,9 +703,10 @@ def train_electron(config: Mapping[str, Any], resume: bool = False, base_dir: st
             bar.set_postfix(loss=f"{loss.item():.3e}")
         train_m = _metrics_from_sums(*sums)
         valid_m = evaluate_model(model, valid_s, batch_size=bs)
-        elapsed = elapsed_before + time.perf_counter() - t_start
-        rec = to_plain({"epoch": epoch + 1, "lr": lr, "elapsed_s": elapsed,
-                      "train": train_m, "valid": valid_m})
+        now = time.perf_counter()
+        elapsed = elapsed_before + now - t_start
+        rec = to_plain({"epoch": epoch + 1, "lr": lr, "elapsed_s": elapsed, "epoch_s": now - epoch_t0,
+                        "train": train_m, "valid": valid_m})
         history.append(rec)
         say(f"epoch {epoch + 1}/{epochs} lr {rec['lr']:.2e} | train MAE {train_m['mae_meV']:.3f} meV | valid MAE "
             f"{valid_m['mae_meV']:.3f} meV (onsite {valid_m['mae_onsite_meV']:.3f}, intra "
@@ -704,8 +723,9 @@ def train_electron(config: Mapping[str, Any], resume: bool = False, base_dir: st
             "torch_rng": torch.get_rng_state(), "elapsed_s": elapsed, "package_version": __version__,
         }, ckpt_path)
         atomic_json(out_dir / "history.json", history)
-        if t_cfg["time_limit_s"] and elapsed > float(t_cfg["time_limit_s"]):
-            say(f"time limit of {t_cfg['time_limit_s']} s reached after epoch {epoch + 1}; stopping")
+        if time_is_up(elapsed, rec["epoch_s"]):
+            say(f"time limit: {elapsed:.1f} of {time_limit:g} s used after epoch {epoch + 1} (it took "
+                f"{rec['epoch_s']:.0f} s); stopping")
             stopped_early = True
             break
 

@@ -102,6 +102,7 @@ from ..models.phonon import (
 )
 from ..models.phonon_widen import widen_phonon_model
 from ..phonon_dataset import REF_ENERGY, REF_FORCES, REF_STRESS, read_phonon_dataset
+from .schedule import cosine_time_finished, cosine_time_lr
 
 __all__ = [
     "DEFAULT_TRAIN_CONFIG",
@@ -543,53 +544,6 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any]):
     if kind == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["max_epochs"], eta_min=cfg["min_lr"])
     return None
-
-
-def cosine_time_lr(elapsed_s: float, budget_s: float, lr: float, min_lr: float) -> float:
-    r"""Learning rate of the ``cosine_time`` schedule after ``elapsed_s`` of a ``budget_s`` training budget.
-
-    Parameters
-    ----------
-    elapsed_s, budget_s
-        Training time so far and the whole budget, seconds (``budget_s`` > 0).
-    lr, min_lr
-        Rates at the start and at (and after) the end of the budget.
-
-    Returns
-    -------
-    float
-        :math:`\eta_\min + \frac12(\eta_0 - \eta_\min)(1 + \cos(\pi \min(t/T, 1)))`.
-    """
-    frac = min(max(elapsed_s / budget_s, 0.0), 1.0)
-    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * frac))
-
-
-def cosine_time_finished(elapsed_s: float, epoch_s: float, budget_s: float) -> bool:
-    r"""Whether a ``cosine_time`` run stops at this epoch boundary.
-
-    The next epoch is taken to last as long as the one just finished; the run stops when that epoch would end
-    more than half an epoch past the budget, i.e. when more than half its steps would run after the end of the
-    anneal, at ``min_lr`` (:func:`cosine_time_lr`).  So the run ends at the epoch boundary nearest the end of
-    its budget: at most about half an epoch late, or at most half an epoch early, where the rate of the last
-    step is within :math:`(\eta_0 - \eta_\min)(1 - \cos(\pi r))/2` of the floor, :math:`r \le` ``epoch_s`` /
-    (2 ``budget_s``) (0.067 of the span for three epochs in the budget, 0.006 for ten).
-
-    Parameters
-    ----------
-    elapsed_s
-        Training time of the whole run so far (resumes included), seconds.
-    epoch_s
-        Duration of the epoch just finished, training and validation, seconds (0 when unknown: the run then
-        stops only once the budget is spent).
-    budget_s
-        The run's time budget, seconds (``max_time_minutes`` × 60).
-
-    Returns
-    -------
-    bool
-        True when no further epoch should start.
-    """
-    return elapsed_s + 0.5 * max(epoch_s, 0.0) >= budget_s
 
 
 def _rng_state(gen: np.random.Generator) -> dict[str, Any]:

@@ -870,19 +870,6 @@ def test_angular_basis_experiment_changes_only_the_angular_basis():
     assert fine["force_weighting"] == "relative" and fine["select_model"] == "last_epoch"
 
 
-def test_cosine_time_lr_anneals_over_the_budget():
-    from mlepi_ase.train.phonon import cosine_time_lr
-
-    lr, lo, budget = 1e-2, 1e-5, 600.0
-    assert cosine_time_lr(0.0, budget, lr, lo) == pytest.approx(lr)
-    assert cosine_time_lr(budget / 2, budget, lr, lo) == pytest.approx(0.5 * (lr + lo))
-    assert cosine_time_lr(budget / 4, budget, lr, lo) == pytest.approx(lo + 0.5 * (lr - lo) * (1 + np.sqrt(0.5)))
-    assert cosine_time_lr(budget, budget, lr, lo) == pytest.approx(lo)
-    assert cosine_time_lr(3 * budget, budget, lr, lo) == pytest.approx(lo)  # past the budget: stays at min_lr
-    rates = [cosine_time_lr(t, budget, lr, lo) for t in np.linspace(0, budget, 50)]
-    assert np.all(np.diff(rates) < 0)
-
-
 def test_cosine_time_needs_a_time_budget(dataset, tmp_path):
     data_dir, _ = dataset
     with pytest.raises(ValueError, match="max_time_minutes"):
@@ -903,21 +890,6 @@ def test_cosine_time_run_anneals_and_stops_at_the_budget(dataset, tmp_path):
     assert all(h["epoch_s"] > 0 and h["elapsed_s"] + 0.5 * h["epoch_s"] < budget for h in hist[:-1])
     assert hist[-1]["elapsed_s"] + 0.5 * hist[-1]["epoch_s"] >= budget
     assert "time budget: " in (tmp_path / "run" / "train.log").read_text()
-
-
-def test_cosine_time_stops_at_the_epoch_boundary_nearest_the_budget_end():
-    """A 62-minute budget: 20-minute epochs stop after three (60 min, the next would run 18 of its 20 minutes at the
-    floor rate), 11.7-minute epochs after five (58.5 min, 3.5 min early rather than 8.2 min late), 15-minute ones
-    after four (60 min); an epoch of unknown length (0 s) stops only once the budget is spent."""
-    from mlepi_ase.train.phonon import cosine_time_finished
-
-    budget = 62 * 60.0
-    for epoch_min, n_epochs in [(20.0, 3), (11.7, 5), (15.0, 4), (2.0, 31)]:
-        ends = [cosine_time_finished(k * epoch_min * 60, epoch_min * 60, budget) for k in range(1, n_epochs + 1)]
-        assert ends == [False] * (n_epochs - 1) + [True], epoch_min
-    assert not cosine_time_finished(budget - 1.0, 0.0, budget) and cosine_time_finished(budget, 0.0, budget)
-    assert cosine_time_finished(budget - 299.0, 600.0, budget) and not cosine_time_finished(budget - 301.0, 600.0,
-                                                                                              budget)
 
 
 def test_a_resumed_cosine_time_run_keeps_the_nearest_boundary_rule(dataset, tmp_path):

@@ -90,23 +90,52 @@ def test_training_lowers_the_error_and_resume_is_exact(tmp_path, rng):
     assert (tmp_path / "resumed" / "metrics.json").exists() and (tmp_path / "resumed" / "config.yaml").exists()
 
 
-def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path, rng):
-    """``time_limit_s`` is checked after each epoch: a limit shorter than one epoch stops the run after its first
-    epoch, with the model, checkpoint and the exact elapsed time (past the limit) recorded; a cosine_time
-    anneal then ends at its floor."""
+def test_time_limit_stops_a_cosine_time_run_at_its_first_epoch_boundary_when_an_epoch_outlasts_it(tmp_path, rng):
+    """``time_limit_s`` is checked after each epoch: a limit far shorter than one epoch stops the run after its
+    first epoch (the boundary nearest the limit), with the model, checkpoint and the exact elapsed time and epoch
+    duration recorded; the cosine_time anneal then ends at its floor."""
     data = sk_dataset(tmp_path / "d.h5", rng, n_train=2, n_valid=1)
     limit = 1e-3
     res = train_electron(config(data, tmp_path / "run", epochs=6, schedule="cosine_time", time_limit_s=limit),
                          log=None)
     hist = res["history"]
     assert len(hist) == 1
-    assert hist[0]["elapsed_s"] > limit
+    assert hist[0]["elapsed_s"] > limit and 0.0 < hist[0]["epoch_s"] <= hist[0]["elapsed_s"]
     assert hist[0]["lr"] == pytest.approx(0.01 * 0.01)  # lr x lr_min_factor: the anneal is over
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["stopped_early"] is True and metrics["epochs_run"] == 1
     assert metrics["train_time_s"] == hist[0]["elapsed_s"]
     assert (tmp_path / "run" / "model.pt").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
-    assert "time limit" in (tmp_path / "run" / "train.log").read_text()
+    assert "time limit: " in (tmp_path / "run" / "train.log").read_text()
+
+
+@pytest.mark.parametrize("schedule, nothing_left, one_more", [
+    ("cosine_time", 56.0, 50.0),  # 4 s / 10 s left of a 60-s limit with 10-s epochs: the nearest boundary
+    ("constant", 61.0, 56.0),  # other schedules: the first epoch end past the limit (4 s left: one more)
+])
+def test_a_resumed_run_keeps_the_time_limit(tmp_path, rng, schedule, nothing_left, one_more):
+    """The limit bounds the whole run, resumes included: a checkpoint whose run stopped at its limit trains nothing
+    more when resumed, one with time left trains on.  The checkpoint is edited to say how long the run took (10-s
+    epochs); with cosine_time the run stops at the epoch boundary nearest the limit (less than half an epoch left:
+    done), with other schedules at the first one past it."""
+    data = sk_dataset(tmp_path / "d.h5", rng, n_train=2, n_valid=1)
+    cfg = config(data, tmp_path / "run", epochs=1, schedule=schedule, time_limit_s=60.0)
+    first = train_electron(cfg, log=None)
+    assert len(first["history"]) == 1 and first["metrics"]["stopped_early"] is False
+    path = tmp_path / "run" / "checkpoint.pt"
+    original = torch.load(path, weights_only=True)
+
+    def resume_with(elapsed_s):
+        record = dict(json.loads(original["history"])[0], epoch_s=10.0, elapsed_s=elapsed_s)
+        torch.save(dict(original, elapsed_s=elapsed_s, history=json.dumps([record])), path)
+        cfg["training"]["epochs"] = 2
+        return train_electron(cfg, resume=True, log=None)
+
+    done = resume_with(nothing_left)
+    assert len(done["history"]) == 1 and done["metrics"]["stopped_early"] is True
+    assert "nothing more to train" in (tmp_path / "run" / "train.log").read_text()
+    more = resume_with(one_more)  # epochs 2 bounds the test
+    assert [h["epoch"] for h in more["history"]] == [1, 2] and more["metrics"]["stopped_early"] is False
 
 
 def test_cli_train_electron(tmp_path, rng):
