@@ -25,6 +25,7 @@ from mlepi_ase.phonon_dataset import (
 from mlepi_ase.reference import ReferenceForceField
 from mlepi_ase.structures import bilayer_graphene
 from mlepi_ase.train.phonon import load_train_config, train_phonon
+from mlepi_ase.train.schedule import cosine_time_finished
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_PHONON = REPO / "data" / "hedgenet_phonon"  # the shipped model's recipes and experiments
@@ -385,7 +386,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 33),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 34),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -393,7 +394,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     rattles four times, stages 5 and 6 on that plus the slide set twice, stage 7 on that plus the extra thermal
     set, stage 8 on the same files with the small rattles six times and the slides three times, stage 9 on those
     plus the second extra thermal set with the small rattles 14 times and the slides 7 times, the later stages
-    (10-33 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
+    (10-34 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
     architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
@@ -1128,6 +1129,26 @@ def test_stages_30_to_33_change_one_knob_beside_the_unchanged_recipe(stage, seed
     assert starts_from(cur, prev)
     assert changed_keys(sibling, cur) == {"output_dir", key} and sibling[key] == previous
     check_stage_and_sibling(stage, cur, tag, sibling, n_epochs)
+
+
+def test_stage_34_repeats_stage_33s_recipe_beside_a_larger_peak_lr():
+    """Stage 34 is stage 33's config from its output with another seed and nothing else changed; its sibling in
+    experiments/huber_loss changes only the peak lr (2e-3 -> 3e-3).  Both ran with the nearest-boundary stop: every
+    epoch but the last ended more than half an epoch before the 62-minute budget's end, the last within half an
+    epoch of it, after three epochs with the lr annealed to its floor."""
+    root = SHIPPED_PHONON
+    prev, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (33, 34))
+    sibling = load_train_config(root / "experiments" / "huber_loss" / "train_config_stage34_lr3e3.yaml")
+    assert changed_keys(cur, prev) == {"output_dir", "init_model", "seed"} and cur["seed"] == 26
+    assert starts_from(cur, prev)
+    assert changed_keys(sibling, cur) == {"output_dir", "lr"} and (cur["lr"], sibling["lr"]) == (2e-3, 3e-3)
+    check_stage_and_sibling(34, cur, "lr3e3", sibling, 3)
+    budget = 60.0 * cur["max_time_minutes"]
+    for path in (root / "training_history_stage34.json",
+                 root / "experiments" / "huber_loss" / "training_history_stage34_lr3e3.json"):
+        history = json.loads(path.read_text())
+        assert all(not cosine_time_finished(h["elapsed_s"], h["epoch_s"], budget) for h in history[:-1])
+        assert cosine_time_finished(history[-1]["elapsed_s"], history[-1]["epoch_s"], budget)
 
 
 def test_probes_from_stage_31_change_only_their_start_seed_budget_and_one_the_peak_lr():
