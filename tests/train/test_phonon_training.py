@@ -1151,6 +1151,31 @@ def test_stage_34_repeats_stage_33s_recipe_beside_a_larger_peak_lr():
         assert cosine_time_finished(history[-1]["elapsed_s"], history[-1]["epoch_s"], budget)
 
 
+def test_the_untouched_draw_error_is_the_mean_of_configuration_maes_with_their_standard_error(load_script):
+    """experiments/untouched_draw: the pooled MAE of equal-size configurations is the mean of their MAEs, its
+    standard error s/sqrt(N) (s with N - 1 degrees of freedom), blocks of 16 are consecutive means; the shipped
+    results file is what that function gives from its own per-configuration errors, for the shipped model among
+    others, on the 64-configuration draw of its dataset file."""
+    folder = SHIPPED_PHONON / "experiments" / "untouched_draw"
+    module = load_script(folder / "evaluate.py")
+    m = np.array([9.0, 11.0] * 8 + [10.0, 12.0] * 8)  # 32 configurations
+    res = module.mae_with_standard_error(m)
+    assert res["forces_mae_meV_per_A"] == pytest.approx(10.5) and res["n_configs"] == 32
+    assert res["standard_error_meV_per_A"] == pytest.approx(np.sqrt(((m - 10.5) ** 2).sum() / 31) / np.sqrt(32))
+    assert res["block_mae_meV_per_A"] == pytest.approx([10.0, 11.0])
+    with pytest.raises(ValueError):
+        module.mae_with_standard_error(np.array([10.0]))
+    settings = yaml.safe_load((folder / "dataset.yaml").read_text())
+    results = json.loads((folder / "results.json").read_text())
+    assert results["n_atoms_per_config"] == 144 and settings["n_test_thermal"] == 64
+    assert results["models"]["stage34"]["file"] == "data/hedgenet_phonon/hedgenet_phonon.pt"
+    for entry in results["models"].values():
+        again = module.mae_with_standard_error(np.array(entry["per_config_mae_meV_per_A"]))
+        assert again["n_configs"] == entry["n_configs"] == 64
+        for key in ("forces_mae_meV_per_A", "standard_error_meV_per_A", "block_mae_meV_per_A"):
+            assert again[key] == pytest.approx(entry[key])
+
+
 def test_probes_from_stage_31_change_only_their_start_seed_budget_and_one_the_peak_lr():
     """The two 22-minute probes from stage 31 change only their start, seed and budget (and one the peak lr, to
     1e-3), two epochs each."""
