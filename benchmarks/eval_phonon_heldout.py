@@ -4,8 +4,10 @@ Three independent draws of 16 thermal 6×6×1 AB-bilayer configurations at 300 K
 trained on: ``test_6x6.xyz`` of ``out/phonon_dataset_large``, ``out/phonon_dataset_thermal_extra`` and
 ``out/phonon_dataset_thermal_extra2`` (README commands).  One draw's MAE moves by ~0.5 meV/Å between
 draws, so model comparisons quote the pooled MAE (all force components of the 48 configurations) beside
-each draw.  The 4×4×1 test and valid splits and the layer-slide test are evaluated too.  Models are
-evaluated in float64 on the CPU (the same numbers as the training log's float32 evaluation to ~0.01 meV/Å).
+each draw.  These draws have chosen among candidate models for many stages; for an error no choice has seen, use
+``data/hedgenet_phonon/experiments/untouched_draw/``.  The 4×4×1 test and valid splits and the layer-slide test are
+evaluated too.  Models are evaluated in float64 on the CPU (the same numbers as the training log's float32
+evaluation to ~0.01 meV/Å).
 
 Writes ``<output>`` (JSON): per model and set ``forces_mae_meV_per_A``, ``forces_rmse_meV_per_A``,
 ``energy_mae_meV_per_atom``, ``n_configs``; per model ``6x6_300K_pooled``.
