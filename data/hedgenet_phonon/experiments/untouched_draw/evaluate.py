@@ -1,9 +1,10 @@
 """Force error of HedgeNet-Phonon models on a held-out set no decision has seen, with its standard error.
 
 The three held-out 6×6×1 draws of ``benchmarks/eval_phonon_heldout.py`` chose the shipped model among the
-candidates of every stage, so the MAE on them is biased low by the selection.  This script evaluates on a set
-drawn afterwards (``dataset.yaml`` here).  All configurations have the same number of atoms, so the MAE over
-all force components is the mean of the per-configuration MAEs m_c, and its standard error over thermal draws is
+candidates of most stages since stage 11, so the MAE on them may be biased low by that selection.  This script
+evaluates on a set drawn afterwards (``dataset.yaml`` here).  All configurations have the same number of atoms,
+so the MAE over all force components is the mean of the per-configuration MAEs m_c, and its standard error over
+thermal draws is
 
 .. math::
 
@@ -68,7 +69,8 @@ def main() -> None:
     configs = read_phonon_dataset(args.data)
     sizes = {len(a) for a in configs}
     if len(sizes) != 1:
-        raise SystemExit(f"configurations of different sizes {sorted(sizes)}: the per-configuration mean is not the pooled MAE")
+        raise SystemExit(f"configurations of different sizes {sorted(sizes)}: the per-configuration mean is not "
+                         "the pooled MAE")
     out: dict = {"data": args.data, "n_atoms_per_config": sizes.pop(), "models": {}}
     for spec in args.model:
         name, _, path = spec.partition("=")
@@ -80,7 +82,8 @@ def main() -> None:
             probe.calc = calc
             per_config.append(1e3 * float(np.abs(probe.get_forces() - ref).mean()))
         res = mae_with_standard_error(np.array(per_config))
-        out["models"][name] = {"file": os.path.relpath(Path(path).absolute()), **res, "per_config_mae_meV_per_A": per_config}
+        out["models"][name] = {"file": os.path.relpath(Path(path).absolute()), **res,
+                               "per_config_mae_meV_per_A": per_config}
         print(f"{name}: {res['forces_mae_meV_per_A']:.2f} ± {res['standard_error_meV_per_A']:.2f} meV/Å over "
               f"{res['n_configs']} configurations; blocks of 16: "
               + " / ".join(f"{b:.2f}" for b in res["block_mae_meV_per_A"]), flush=True)
