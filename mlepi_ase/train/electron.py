@@ -56,7 +56,7 @@ import torch
 from .._files import atomic_json, atomic_torch_save, to_plain
 from .. import __version__
 from . import check_num_threads
-from .schedule import cosine_time_finished, cosine_time_lr
+from .schedule import cosine_lr, cosine_time_finished, cosine_time_lr, last_epoch_seconds
 from ..graph import RELATIONS, _edge_keys
 from ..models.electron import (
     ElectronGraph,
@@ -641,8 +641,7 @@ def train_electron(config: Mapping[str, Any], resume: bool = False, base_dir: st
         if schedule == "constant":
             return lr0
         if schedule == "cosine":
-            x = min(max(step / max(total_steps, 1), 0.0), 1.0)
-            return lr0 * (lr_min + (1.0 - lr_min) * 0.5 * (1.0 + math.cos(math.pi * x)))
+            return cosine_lr(step, max(total_steps, 1), lr0, lr0 * lr_min)
         return cosine_time_lr(elapsed, time_limit, lr0, lr0 * lr_min)
 
     def time_is_up(elapsed: float, epoch_s: float) -> bool:
@@ -672,7 +671,7 @@ def train_electron(config: Mapping[str, Any], resume: bool = False, base_dir: st
     elapsed_before = float(ckpt["elapsed_s"]) if ckpt is not None else 0.0
     stopped_early = False
     epoch_range = range(start_epoch, epochs)
-    if ckpt is not None and time_is_up(elapsed_before, history[-1].get("epoch_s", 0.0) if history else 0.0):
+    if ckpt is not None and time_is_up(elapsed_before, last_epoch_seconds(history)):
         say(f"the checkpoint's run already used its time limit ({elapsed_before:.1f} of {time_limit:g} s); "
             "nothing more to train")
         stopped_early, epoch_range = True, range(0)

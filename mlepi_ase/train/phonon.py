@@ -102,7 +102,7 @@ from ..models.phonon import (
 )
 from ..models.phonon_widen import widen_phonon_model
 from ..phonon_dataset import REF_ENERGY, REF_FORCES, REF_STRESS, read_phonon_dataset
-from .schedule import cosine_time_finished, cosine_time_lr
+from .schedule import cosine_time_finished, cosine_time_lr, last_epoch_seconds
 
 __all__ = [
     "DEFAULT_TRAIN_CONFIG",
@@ -670,7 +670,7 @@ def train_phonon(config: str | os.PathLike | Mapping[str, Any], resume: bool = T
     if best_epoch >= 0 and start_epoch - 1 - best_epoch >= cfg["patience"]:
         stopped, epochs = "early_stopping", range(0)
     elif (cfg["scheduler"] == "cosine_time" and checkpoint is not None
-          and cosine_time_finished(elapsed_before, history[-1].get("epoch_s", 0.0) if history else 0.0, budget)):
+          and cosine_time_finished(elapsed_before, last_epoch_seconds(history), budget)):
         stopped, epochs = "time_limit", range(0)  # the run already ended at its budget's nearest epoch boundary
     bar = tqdm(epochs, initial=start_epoch, total=cfg["max_epochs"], desc="train-phonon",
                disable=not cfg["progress"])

@@ -12,14 +12,35 @@ epochs beforehand (:func:`cosine_time_lr`).  Runs stop only at epoch boundaries,
 and checkpointed.  Checking the budget only after each epoch would let an epoch ending just before
 :math:`T` be followed by a whole further epoch at :math:`\eta_\min`; instead the run stops at the epoch
 boundary nearest :math:`T` (:func:`cosine_time_finished`), taking the next epoch to last as long as the last
-one.
+one.  The same anneal over optimizer steps instead of seconds (:func:`cosine_lr`) is HedgeNet-Electron's plain
+``cosine`` schedule.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["cosine_time_lr", "cosine_time_finished"]
+__all__ = ["cosine_lr", "cosine_time_lr", "cosine_time_finished", "last_epoch_seconds"]
+
+
+def cosine_lr(done: float, total: float, lr: float, min_lr: float) -> float:
+    r"""Learning rate of a cosine anneal from ``lr`` to ``min_lr`` after ``done`` of ``total`` (steps or seconds).
+
+    Parameters
+    ----------
+    done, total
+        Progress so far and at the end of the anneal, in the same unit (``total`` > 0); ``done`` is clipped to
+        ``[0, total]``.
+    lr, min_lr
+        Rates at the start and at (and after) the end.
+
+    Returns
+    -------
+    float
+        :math:`\eta_\min + \frac12(\eta_0 - \eta_\min)(1 + \cos(\pi \min(\mathrm{done}/\mathrm{total}, 1)))`.
+    """
+    frac = min(max(done / total, 0.0), 1.0)
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * frac))
 
 
 def cosine_time_lr(elapsed_s: float, budget_s: float, lr: float, min_lr: float) -> float:
@@ -37,8 +58,7 @@ def cosine_time_lr(elapsed_s: float, budget_s: float, lr: float, min_lr: float) 
     float
         :math:`\eta_\min + \frac12(\eta_0 - \eta_\min)(1 + \cos(\pi \min(t/T, 1)))`.
     """
-    frac = min(max(elapsed_s / budget_s, 0.0), 1.0)
-    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * frac))
+    return cosine_lr(elapsed_s, budget_s, lr, min_lr)
 
 
 def cosine_time_finished(elapsed_s: float, epoch_s: float, budget_s: float) -> bool:
@@ -68,3 +88,12 @@ def cosine_time_finished(elapsed_s: float, epoch_s: float, budget_s: float) -> b
         True when no further epoch should start.
     """
     return elapsed_s + 0.5 * max(epoch_s, 0.0) >= budget_s
+
+
+def last_epoch_seconds(history: list[dict]) -> float:
+    """Duration (s) of the last epoch in a trainer's history (records with ``epoch_s``); 0 when unknown.
+
+    A resumed ``cosine_time`` run passes it to :func:`cosine_time_finished` to decide whether its checkpoint's run
+    already ended at its budget's nearest epoch boundary.
+    """
+    return float(history[-1].get("epoch_s", 0.0)) if history else 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlepi_ase.train.schedule import cosine_time_finished, cosine_time_lr
+from mlepi_ase.train.schedule import cosine_lr, cosine_time_finished, cosine_time_lr, last_epoch_seconds
 
 
 def test_cosine_time_lr_anneals_over_the_budget():
@@ -30,3 +30,20 @@ def test_cosine_time_stops_at_the_epoch_boundary_nearest_the_budget_end():
     assert not cosine_time_finished(budget - 1.0, 0.0, budget) and cosine_time_finished(budget, 0.0, budget)
     assert cosine_time_finished(budget - 299.0, 600.0, budget) and not cosine_time_finished(budget - 301.0, 600.0,
                                                                                               budget)
+
+
+def test_cosine_lr_over_steps_is_the_same_anneal():
+    """HedgeNet-Electron's plain ``cosine`` schedule: rate lr0 (f + (1 - f)(1 + cos(pi s/S))/2) at step s of S,
+    with f = lr_min_factor, held at lr0 f past the last step; the time schedule is the same function of t/T."""
+    lr0, f, total = 3e-3, 0.01, 40
+    for step in [0, 1, 10, 20, 39, 40, 55]:
+        x = min(step / total, 1.0)
+        expected = lr0 * (f + (1.0 - f) * 0.5 * (1.0 + np.cos(np.pi * x)))
+        assert cosine_lr(step, total, lr0, lr0 * f) == pytest.approx(expected, rel=1e-12)
+        assert cosine_time_lr(7.5 * step, 7.5 * total, lr0, lr0 * f) == pytest.approx(expected, rel=1e-12)
+
+
+def test_last_epoch_seconds_reads_the_history():
+    assert last_epoch_seconds([]) == 0.0
+    assert last_epoch_seconds([{"epoch": 0}]) == 0.0  # a checkpoint from before epoch_s was recorded
+    assert last_epoch_seconds([{"epoch_s": 12.5}, {"epoch_s": 9.0}]) == 9.0
