@@ -386,7 +386,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 34),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 35),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -394,7 +394,7 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     rattles four times, stages 5 and 6 on that plus the slide set twice, stage 7 on that plus the extra thermal
     set, stage 8 on the same files with the small rattles six times and the slides three times, stage 9 on those
     plus the second extra thermal set with the small rattles 14 times and the slides 7 times, the later stages
-    (10-34 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
+    (10-35 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
     architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
@@ -1131,21 +1131,22 @@ def test_stages_30_to_33_change_one_knob_beside_the_unchanged_recipe(stage, seed
     check_stage_and_sibling(stage, cur, tag, sibling, n_epochs)
 
 
-def test_stage_34_repeats_stage_33s_recipe_beside_a_larger_peak_lr():
-    """Stage 34 is stage 33's config from its output with another seed and nothing else changed; its sibling in
-    experiments/huber_loss changes only the peak lr (2e-3 -> 3e-3).  Both ran with the nearest-boundary stop: every
-    epoch but the last ended more than half an epoch before the 62-minute budget's end, the last within half an
-    epoch of it, after three epochs with the lr annealed to its floor."""
+@pytest.mark.parametrize("stage, seed, tag, sibling_lr", [(34, 26, "lr3e3", 3e-3), (35, 27, "lr25e4", 2.5e-3)])
+def test_stages_34_and_35_repeat_the_previous_recipe_beside_another_peak_lr(stage, seed, tag, sibling_lr):
+    """Stages 34 and 35 are the previous stage's config from its output with another seed and nothing else changed;
+    each sibling in experiments/huber_loss changes only the peak lr (2e-3 -> 3e-3, then 2.5e-3).  All ran with the
+    nearest-boundary stop: every epoch but the last ended more than half an epoch before the 62-minute budget's
+    end, the last within half an epoch of it, after three epochs with the lr annealed to its floor."""
     root = SHIPPED_PHONON
-    prev, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (33, 34))
-    sibling = load_train_config(root / "experiments" / "huber_loss" / "train_config_stage34_lr3e3.yaml")
-    assert changed_keys(cur, prev) == {"output_dir", "init_model", "seed"} and cur["seed"] == 26
+    prev, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (stage - 1, stage))
+    sibling = load_train_config(root / "experiments" / "huber_loss" / f"train_config_stage{stage}_{tag}.yaml")
+    assert changed_keys(cur, prev) == {"output_dir", "init_model", "seed"} and cur["seed"] == seed
     assert starts_from(cur, prev)
-    assert changed_keys(sibling, cur) == {"output_dir", "lr"} and (cur["lr"], sibling["lr"]) == (2e-3, 3e-3)
-    check_stage_and_sibling(34, cur, "lr3e3", sibling, 3)
+    assert changed_keys(sibling, cur) == {"output_dir", "lr"} and (cur["lr"], sibling["lr"]) == (2e-3, sibling_lr)
+    check_stage_and_sibling(stage, cur, tag, sibling, 3)
     budget = 60.0 * cur["max_time_minutes"]
-    for path in (root / "training_history_stage34.json",
-                 root / "experiments" / "huber_loss" / "training_history_stage34_lr3e3.json"):
+    for path in (root / f"training_history_stage{stage}.json",
+                 root / "experiments" / "huber_loss" / f"training_history_stage{stage}_{tag}.json"):
         history = json.loads(path.read_text())
         assert all(not cosine_time_finished(h["elapsed_s"], h["epoch_s"], budget) for h in history[:-1])
         assert cosine_time_finished(history[-1]["elapsed_s"], history[-1]["epoch_s"], budget)
@@ -1168,12 +1169,35 @@ def test_the_untouched_draw_error_is_the_mean_of_configuration_maes_with_their_s
     settings = yaml.safe_load((folder / "dataset.yaml").read_text())
     results = json.loads((folder / "results.json").read_text())
     assert results["n_atoms_per_config"] == 144 and settings["n_test_thermal"] == 64
-    assert results["models"]["stage34"]["file"] == "data/hedgenet_phonon/hedgenet_phonon.pt"
+    assert results["models"]["stage35"]["file"] == "data/hedgenet_phonon/hedgenet_phonon.pt"
     for entry in results["models"].values():
         again = module.mae_with_standard_error(np.array(entry["per_config_mae_meV_per_A"]))
         assert again["n_configs"] == entry["n_configs"] == 64
         for key in ("forces_mae_meV_per_A", "standard_error_meV_per_A", "block_mae_meV_per_A"):
             assert again[key] == pytest.approx(entry[key])
+
+
+def test_the_untouched_draw_paired_differences(load_script):
+    """experiments/untouched_draw: the paired difference of two models is the mean and standard error of their
+    per-configuration differences (the common spread cancels), and the results file's pairs are what it gives
+    from the stored per-configuration errors; each pair the README quotes is there, the newer stage lower."""
+    folder = SHIPPED_PHONON / "experiments" / "untouched_draw"
+    module = load_script(folder / "evaluate.py")
+    base = np.array([8.0, 12.0, 9.0, 11.0])
+    res = module.paired_difference(base - np.array([0.1, 0.3, 0.1, -0.1]), base)
+    assert res["mean_meV_per_A"] == pytest.approx(-0.1) and res["n_a_lower"] == 3 and res["n_configs"] == 4
+    assert res["standard_error_meV_per_A"] == pytest.approx(np.std([0.1, 0.3, 0.1, -0.1], ddof=1) / 2.0)
+    with pytest.raises(ValueError):
+        module.paired_difference(base, base[:3])
+    results = json.loads((folder / "results.json").read_text())
+    models, pairs = results["models"], results["paired"]
+    assert {"stage35-stage34", "stage34-stage33", "stage33-stage32"} <= set(pairs)
+    for key, entry in pairs.items():
+        a, b = key.split("-")
+        again = module.paired_difference(models[a]["per_config_mae_meV_per_A"], models[b]["per_config_mae_meV_per_A"])
+        assert again == pytest.approx(entry)
+    for key in ("stage35-stage34", "stage34-stage33", "stage33-stage32"):
+        assert pairs[key]["mean_meV_per_A"] < -5 * pairs[key]["standard_error_meV_per_A"]
 
 
 def test_probes_from_stage_31_change_only_their_start_seed_budget_and_one_the_peak_lr():

@@ -11,7 +11,9 @@ thermal draws is
     \\mathrm{SE} = s_m / \\sqrt{N_c},
 
 with s_m the sample standard deviation of the m_c (configurations are independent draws; atoms within one are
-not).  The per-16-configuration block MAEs show the draw-to-draw scatter that one held-out draw has.
+not).  The per-16-configuration block MAEs show the draw-to-draw scatter that one held-out draw has.  Two models
+evaluated on the same configurations are compared by the paired difference of their per-configuration MAEs
+(``--pair A-B``, :func:`paired_difference`), whose standard error is far smaller than either model's.
 
 Usage::
 
@@ -55,17 +57,50 @@ def mae_with_standard_error(per_config_mae: np.ndarray, block: int = 16) -> dict
             "block_mae_meV_per_A": [float(m[k * block:(k + 1) * block].mean()) for k in range(n_blocks)]}
 
 
+def paired_difference(per_config_a: np.ndarray, per_config_b: np.ndarray) -> dict:
+    """Paired difference of two models' per-configuration MAEs on the same configurations.
+
+    The configuration-to-configuration spread (about 1 meV/Å) is common to both models and cancels in
+    d_c = a_c − b_c, so the standard error of the mean difference, s_d / √N_c, resolves gains far smaller than
+    either model's own standard error.
+
+    Parameters
+    ----------
+    per_config_a, per_config_b
+        (N_c,) float: the two models' MAEs on the same configurations in the same order, meV/Å.
+
+    Returns
+    -------
+    dict
+        ``mean_meV_per_A`` (mean of a − b; negative: a is better), ``standard_error_meV_per_A`` (s_d / √N_c),
+        ``n_configs``, ``n_a_lower`` (configurations on which a has the smaller MAE).
+    """
+    a, b = np.asarray(per_config_a, dtype=float), np.asarray(per_config_b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"need two 1-D arrays of equal length >= 2, got shapes {a.shape} and {b.shape}")
+    d = a - b
+    return {"mean_meV_per_A": float(d.mean()), "standard_error_meV_per_A": float(d.std(ddof=1) / np.sqrt(len(d))),
+            "n_configs": int(len(d)), "n_a_lower": int((d < 0).sum())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH")
     parser.add_argument("--data", required=True, help="extended XYZ file with REF_forces (the untouched draw)")
     parser.add_argument("--output", required=True, help="JSON file to write")
+    parser.add_argument("--pair", action="append", default=[], metavar="A-B",
+                        help="report the paired difference A − B of two --model names (repeatable)")
     args = parser.parse_args()
 
     from mlepi_ase._files import atomic_json
     from mlepi_ase.calculators.phonon import HedgeNetPhononCalculator
     from mlepi_ase.phonon_dataset import REF_FORCES, read_phonon_dataset
 
+    names = [spec.partition("=")[0] for spec in args.model]
+    pairs = [pair.split("-") for pair in args.pair]
+    for pair in pairs:
+        if len(pair) != 2 or not set(pair) <= set(names):
+            raise SystemExit(f"--pair takes A-B with A and B among the --model names {names}, got {'-'.join(pair)!r}")
     configs = read_phonon_dataset(args.data)
     sizes = {len(a) for a in configs}
     if len(sizes) != 1:
@@ -87,6 +122,14 @@ def main() -> None:
         print(f"{name}: {res['forces_mae_meV_per_A']:.2f} ± {res['standard_error_meV_per_A']:.2f} meV/Å over "
               f"{res['n_configs']} configurations; blocks of 16: "
               + " / ".join(f"{b:.2f}" for b in res["block_mae_meV_per_A"]), flush=True)
+    if pairs:
+        out["paired"] = {}
+        for a, b in pairs:
+            res = paired_difference(out["models"][a]["per_config_mae_meV_per_A"],
+                                    out["models"][b]["per_config_mae_meV_per_A"])
+            out["paired"][f"{a}-{b}"] = res
+            print(f"{a} − {b}: {res['mean_meV_per_A']:+.3f} ± {res['standard_error_meV_per_A']:.3f} meV/Å, {a} lower "
+                  f"on {res['n_a_lower']} of {res['n_configs']}", flush=True)
     print(f"wrote {atomic_json(args.output, out, indent=1)}")
 
 
