@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from mlepi_ase.cli import main
-from mlepi_ase.models import load_phonon_model
+from mlepi_ase.models import HedgeNetPhonon, load_phonon_model, save_phonon_model
 from mlepi_ase.phonon_dataset import (
     REF_ENERGY,
     REF_FORCES,
@@ -1198,6 +1198,44 @@ def test_the_untouched_draw_paired_differences(load_script):
         assert again == pytest.approx(entry)
     for key in ("stage35-stage34", "stage34-stage33", "stage33-stage32"):
         assert pairs[key]["mean_meV_per_A"] < -5 * pairs[key]["standard_error_meV_per_A"]
+
+
+def test_the_untouched_draw_script_reuses_only_entries_of_an_unchanged_model_file(dataset, tmp_path, load_script,
+                                                                                 monkeypatch, capsys):
+    """experiments/untouched_draw/evaluate.py --reuse keeps an existing entry only when the model's name and file
+    SHA-256 both match (a kept entry is not recomputed: a marker planted in it survives); a changed file is
+    evaluated again, and without --reuse everything is."""
+    module = load_script(SHIPPED_PHONON / "experiments" / "untouched_draw" / "evaluate.py")
+    out, _ = dataset
+    data, output = str(out / "test_3x3.xyz"), tmp_path / "results.json"
+    files = {}
+    for name, seed in (("a", 0), ("b", 1)):
+        torch.manual_seed(seed)
+        files[name] = save_phonon_model(HedgeNetPhonon(dict(TINY_MODEL, atomic_energies=[-7.0]), dtype=torch.float64),
+                                        tmp_path / f"{name}.pt")
+
+    def run(*extra):
+        argv = ["evaluate.py", "--data", data, "--output", str(output), "--pair", "a-b", *extra]
+        for name, path in files.items():
+            argv += ["--model", f"{name}={path}"]
+        monkeypatch.setattr("sys.argv", argv)
+        module.main()
+        return json.loads(output.read_text())
+
+    first = run()
+    assert first["models"]["a"]["n_configs"] == 2
+    planted = dict(first, models={k: dict(v, forces_mae_meV_per_A=-1.0) for k, v in first["models"].items()})
+    output.write_text(json.dumps(planted))
+    torch.manual_seed(2)
+    save_phonon_model(HedgeNetPhonon(dict(TINY_MODEL, atomic_energies=[-7.0]), dtype=torch.float64), files["b"])
+    second = run("--reuse")
+    assert second["models"]["a"] == planted["models"]["a"]  # same file: kept as stored
+    assert second["models"]["b"]["sha256"] != first["models"]["b"]["sha256"]
+    assert second["models"]["b"]["forces_mae_meV_per_A"] > 0  # changed file: evaluated again
+    third = run()
+    assert third["models"]["a"] == first["models"]["a"]  # no --reuse: recomputed, the marker is gone
+    assert third["paired"]["a-b"] == pytest.approx(module.paired_difference(
+        third["models"]["a"]["per_config_mae_meV_per_A"], third["models"]["b"]["per_config_mae_meV_per_A"]))
 
 
 def test_probes_from_stage_31_change_only_their_start_seed_budget_and_one_the_peak_lr():

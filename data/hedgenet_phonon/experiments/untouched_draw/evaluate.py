@@ -13,7 +13,9 @@ thermal draws is
 with s_m the sample standard deviation of the m_c (configurations are independent draws; atoms within one are
 not).  The per-16-configuration block MAEs show the draw-to-draw scatter that one held-out draw has.  Two models
 evaluated on the same configurations are compared by the paired difference of their per-configuration MAEs
-(``--pair A-B``, :func:`paired_difference`), whose standard error is far smaller than either model's.
+(``--pair A-B``, :func:`paired_difference`), whose standard error is far smaller than either model's.  Each
+entry records the SHA-256 of its model file; ``--reuse`` takes from the existing output file the entries whose
+name and SHA-256 match (same data file), so adding a model to the table evaluates only that model.
 
 Usage::
 
@@ -25,6 +27,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -90,9 +93,11 @@ def main() -> None:
     parser.add_argument("--output", required=True, help="JSON file to write")
     parser.add_argument("--pair", action="append", default=[], metavar="A-B",
                         help="report the paired difference A − B of two --model names (repeatable)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take the entries of the existing --output file whose model name and file SHA-256 match")
     args = parser.parse_args()
 
-    from mlepi_ase._files import atomic_json
+    from mlepi_ase._files import atomic_json, file_sha256
     from mlepi_ase.calculators.phonon import HedgeNetPhononCalculator
     from mlepi_ase.phonon_dataset import REF_FORCES, read_phonon_dataset
 
@@ -107,8 +112,20 @@ def main() -> None:
         raise SystemExit(f"configurations of different sizes {sorted(sizes)}: the per-configuration mean is not "
                          "the pooled MAE")
     out: dict = {"data": args.data, "n_atoms_per_config": sizes.pop(), "models": {}}
+    previous = {}
+    if args.reuse and Path(args.output).exists():
+        old = json.loads(Path(args.output).read_text())
+        if old.get("data") == args.data:
+            previous = old["models"]
     for spec in args.model:
         name, _, path = spec.partition("=")
+        sha256 = file_sha256(path)
+        kept = previous.get(name)
+        if kept is not None and kept.get("sha256") == sha256:
+            out["models"][name] = {**kept, "file": os.path.relpath(Path(path).absolute())}
+            print(f"{name}: {kept['forces_mae_meV_per_A']:.2f} ± {kept['standard_error_meV_per_A']:.2f} meV/Å "
+                  f"(kept from {args.output}: same file content)", flush=True)
+            continue
         calc = HedgeNetPhononCalculator(path, dtype="float64")
         per_config = []
         for atoms in configs:
@@ -117,7 +134,7 @@ def main() -> None:
             probe.calc = calc
             per_config.append(1e3 * float(np.abs(probe.get_forces() - ref).mean()))
         res = mae_with_standard_error(np.array(per_config))
-        out["models"][name] = {"file": os.path.relpath(Path(path).absolute()), **res,
+        out["models"][name] = {"file": os.path.relpath(Path(path).absolute()), "sha256": sha256, **res,
                                "per_config_mae_meV_per_A": per_config}
         print(f"{name}: {res['forces_mae_meV_per_A']:.2f} ± {res['standard_error_meV_per_A']:.2f} meV/Å over "
               f"{res['n_configs']} configurations; blocks of 16: "
