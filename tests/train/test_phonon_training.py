@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from mlepi_ase._files import file_sha256
 from mlepi_ase.cli import main
 from mlepi_ase.models import HedgeNetPhonon, load_phonon_model, save_phonon_model
 from mlepi_ase.phonon_dataset import (
@@ -386,7 +387,7 @@ def test_cli_threads_override_applies_on_resume(dataset, tmp_path):
     assert main(["train-phonon", str(cfg_file), "--threads", "0"]) == 2
 
 
-@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 35),
+@pytest.mark.parametrize("folder, n_stages", [("data/hedgenet_phonon", 36),
                                               ("data/hedgenet_phonon/ablation_homogeneous", 10)])
 def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     """The shipped stage configs load, each stage starts from the previous stage's output (the last epoch's
@@ -394,8 +395,8 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     rattles four times, stages 5 and 6 on that plus the slide set twice, stage 7 on that plus the extra thermal
     set, stage 8 on the same files with the small rattles six times and the slides three times, stage 9 on those
     plus the second extra thermal set with the small rattles 14 times and the slides 7 times, the later stages
-    (10-35 of the heterogeneous network, 10 of the ablation) on stage 9's files, and stage 1 builds the
-    architecture of the shipped model file."""
+    (10-35 of the heterogeneous network, 10 of the ablation) on stage 9's files, stage 36 on those plus a fourth
+    thermal set of the second one's settings, and stage 1 builds the architecture of the shipped model file."""
     from mlepi_ase.models.phonon import read_phonon_model_file
 
     root = REPO / folder
@@ -418,7 +419,9 @@ def test_shipped_training_recipe_is_a_consistent_chain(folder, n_stages):
     small_x14 = [small_x4[0], {**small_x4[1], "repeat": 13}]
     expected = [small_x4, small_x4 + [slides], small_x4 + [slides], small_x4 + [slides, thermal],
                 small_x6 + [{**slides, "repeat": 3}, thermal], small_x14 + [{**slides, "repeat": 7}, thermal, thermal2]]
-    expected += [expected[-1]] * (n_stages - 9)  # stages 10 onwards: stage 9's files
+    expected += [expected[-1]] * (min(n_stages, 35) - 9)  # stages 10-35: stage 9's files
+    thermal3 = {**thermal, "file": str(Path(dataset).parent.with_name("phonon_dataset_thermal_extra3") / "train.xyz")}
+    expected += [expected[-1] + [thermal3]] * (n_stages - 35)  # stage 36: and a fourth thermal set
     assert [s["train_file"] for s in stages[3:]] == expected
     assert [s["select_model"] for s in stages[2:]] == ["last_epoch"] * (n_stages - 2)
     shipped = read_phonon_model_file(root / "hedgenet_phonon.pt")["config"]
@@ -1152,6 +1155,38 @@ def test_stages_34_and_35_repeat_the_previous_recipe_beside_another_peak_lr(stag
         assert cosine_time_finished(history[-1]["elapsed_s"], history[-1]["epoch_s"], budget)
 
 
+def test_stage_36_adds_a_fourth_thermal_set_beside_the_unchanged_recipe():
+    """Stage 36 is stage 35's config from its output with another seed and one more training file, a fresh draw
+    of the second extra thermal set's settings (the set experiments/cpu_fresh_thermal made; its command is the
+    one there); the sibling in experiments/huber_loss is stage 35's recipe unchanged.  Both ran with the
+    nearest-boundary stop (the stage after two longer epochs, the sibling after three); the held-out file
+    compares the two."""
+    root = SHIPPED_PHONON
+    prev, cur = (load_train_config(root / f"train_config_stage{k}.yaml") for k in (35, 36))
+    sibling = load_train_config(root / "experiments" / "huber_loss" / "train_config_stage36_repeat.yaml")
+    assert changed_keys(cur, prev) == {"output_dir", "init_model", "seed", "train_file"} and cur["seed"] == 28
+    assert starts_from(cur, prev)
+    added = [f for f in cur["train_file"] if f not in prev["train_file"]]
+    assert cur["train_file"][:-1] == prev["train_file"] and added == [cur["train_file"][-1]]
+    assert Path(added[0]["file"]).parent.name == "phonon_dataset_thermal_extra3"
+    fresh = load_train_config(root / "experiments" / "cpu_fresh_thermal" / "train_config.yaml")
+    assert added[0] in fresh["train_file"]
+    command = "--seed 9 --settings data/hedgenet_phonon/dataset_thermal_extra2.yaml"
+    assert f"out/phonon_dataset_thermal_extra3 {command}" in (root / "README.md").read_text()
+    assert changed_keys(sibling, cur) == {"output_dir", "train_file"} and sibling["train_file"] == prev["train_file"]
+    for stage_cfg, tag, n_epochs in ((cur, None, 2), (sibling, "repeat", 3)):
+        name = f"stage36_{tag}" if tag else "stage36"
+        path = (root / "experiments" / "huber_loss" / f"training_history_{name}.json" if tag
+                else root / "training_history_stage36.json")
+        history = json.loads(path.read_text())
+        assert len(history) == n_epochs
+        budget = 60.0 * stage_cfg["max_time_minutes"]
+        assert all(not cosine_time_finished(h["elapsed_s"], h["epoch_s"], budget) for h in history[:-1])
+        assert cosine_time_finished(history[-1]["elapsed_s"], history[-1]["epoch_s"], budget)
+    heldout = json.loads((root / "experiments" / "huber_loss" / "heldout_draws_stage36.json").read_text())
+    assert set(heldout["models"]) == {"stage36", "stage36_repeat"}
+
+
 def test_the_untouched_draw_error_is_the_mean_of_configuration_maes_with_their_standard_error(load_script):
     """experiments/untouched_draw: the pooled MAE of equal-size configurations is the mean of their MAEs, its
     standard error s/sqrt(N) (s with N - 1 degrees of freedom), blocks of 16 are consecutive means; the shipped
@@ -1169,7 +1204,8 @@ def test_the_untouched_draw_error_is_the_mean_of_configuration_maes_with_their_s
     settings = yaml.safe_load((folder / "dataset.yaml").read_text())
     results = json.loads((folder / "results.json").read_text())
     assert results["n_atoms_per_config"] == 144 and settings["n_test_thermal"] == 64
-    assert results["models"]["stage35"]["file"] == "data/hedgenet_phonon/hedgenet_phonon.pt"
+    assert results["models"]["stage36"]["file"] == "data/hedgenet_phonon/hedgenet_phonon.pt"
+    assert results["models"]["stage36"]["sha256"] == file_sha256(SHIPPED_PHONON / "hedgenet_phonon.pt")
     for entry in results["models"].values():
         again = module.mae_with_standard_error(np.array(entry["per_config_mae_meV_per_A"]))
         assert again["n_configs"] == entry["n_configs"] == 64
@@ -1191,12 +1227,12 @@ def test_the_untouched_draw_paired_differences(load_script):
         module.paired_difference(base, base[:3])
     results = json.loads((folder / "results.json").read_text())
     models, pairs = results["models"], results["paired"]
-    assert {"stage35-stage34", "stage34-stage33", "stage33-stage32"} <= set(pairs)
+    assert {"stage36-stage35", "stage35-stage34", "stage34-stage33", "stage33-stage32"} <= set(pairs)
     for key, entry in pairs.items():
         a, b = key.split("-")
         again = module.paired_difference(models[a]["per_config_mae_meV_per_A"], models[b]["per_config_mae_meV_per_A"])
         assert again == pytest.approx(entry)
-    for key in ("stage35-stage34", "stage34-stage33", "stage33-stage32"):
+    for key in ("stage36-stage35", "stage35-stage34", "stage34-stage33", "stage33-stage32"):
         assert pairs[key]["mean_meV_per_A"] < -5 * pairs[key]["standard_error_meV_per_A"]
 
 
