@@ -1187,6 +1187,26 @@ def test_stage_36_adds_a_fourth_thermal_set_beside_the_unchanged_recipe():
     assert set(heldout["models"]) == {"stage36", "stage36_repeat"}
 
 
+def test_the_rattle_share_experiment_changes_only_the_small_rattles_repeat():
+    """experiments/rattle_share: stage 36's config from stage 36's output with another seed and the 0.003 / 0.01 Å
+    rattles repeated 20 times instead of 13, which brings their share of an epoch back to stage 35's (about 32 %);
+    its history obeys the nearest-boundary stop."""
+    root = SHIPPED_PHONON
+    cur = load_train_config(root / "train_config_stage36.yaml")
+    exp = load_train_config(root / "experiments" / "rattle_share" / "train_config.yaml")
+    assert changed_keys(exp, cur) == {"output_dir", "init_model", "seed", "train_file"} and exp["seed"] == 29
+    assert starts_from(exp, cur)
+    differ = [(a, b) for a, b in zip(exp["train_file"], cur["train_file"]) if a != b]
+    assert len(exp["train_file"]) == len(cur["train_file"]) and len(differ) == 1
+    (new, old), = differ
+    assert new == {**old, "repeat": 20} and old["repeat"] == 13
+    assert old["config_types"] == ["rattle_0.003", "rattle_0.01"]
+    history = json.loads((root / "experiments" / "rattle_share" / "training_history.json").read_text())
+    budget = 60.0 * exp["max_time_minutes"]
+    assert all(not cosine_time_finished(h["elapsed_s"], h["epoch_s"], budget) for h in history[:-1])
+    assert cosine_time_finished(history[-1]["elapsed_s"], history[-1]["epoch_s"], budget)
+
+
 def test_the_untouched_draw_error_is_the_mean_of_configuration_maes_with_their_standard_error(load_script):
     """experiments/untouched_draw: the pooled MAE of equal-size configurations is the mean of their MAEs, its
     standard error s/sqrt(N) (s with N - 1 degrees of freedom), blocks of 16 are consecutive means; the shipped
