@@ -50,6 +50,18 @@ def annealed_history(path: Path, cfg: dict, n_epochs: int) -> list[dict]:
     return history
 
 
+def nearest_boundary_history(path: Path, cfg: dict, n_epochs: int | None = None) -> list[dict]:
+    """The per-epoch history at ``path``, checked to end by the ``cosine_time`` nearest-boundary stop of ``cfg``'s
+    budget (every epoch but the last continued, the last stopped) and, if given, to hold ``n_epochs`` epochs."""
+    history = json.loads(Path(path).read_text())
+    if n_epochs is not None:
+        assert len(history) == n_epochs
+    budget = 60.0 * cfg["max_time_minutes"]
+    assert all(not cosine_time_finished(h["elapsed_s"], h["epoch_s"], budget) for h in history[:-1])
+    assert cosine_time_finished(history[-1]["elapsed_s"], history[-1]["epoch_s"], budget)
+    return history
+
+
 TINY_DATA = dict(train_supercell=[2, 2], test_supercell=[3, 3], temperatures=[300.0], n_thermal=[8],
                  rattle_amplitudes=[0.01, 0.04], n_rattle=[3, 3], n_stacking=4, n_slide=3, n_test_thermal=2,
                  valid_fraction=0.2, test_fraction=0.1)
@@ -1147,12 +1159,8 @@ def test_stages_34_and_35_repeat_the_previous_recipe_beside_another_peak_lr(stag
     assert starts_from(cur, prev)
     assert changed_keys(sibling, cur) == {"output_dir", "lr"} and (cur["lr"], sibling["lr"]) == (2e-3, sibling_lr)
     check_stage_and_sibling(stage, cur, tag, sibling, 3)
-    budget = 60.0 * cur["max_time_minutes"]
-    for path in (root / f"training_history_stage{stage}.json",
-                 root / "experiments" / "huber_loss" / f"training_history_stage{stage}_{tag}.json"):
-        history = json.loads(path.read_text())
-        assert all(not cosine_time_finished(h["elapsed_s"], h["epoch_s"], budget) for h in history[:-1])
-        assert cosine_time_finished(history[-1]["elapsed_s"], history[-1]["epoch_s"], budget)
+    nearest_boundary_history(root / f"training_history_stage{stage}.json", cur)
+    nearest_boundary_history(root / "experiments" / "huber_loss" / f"training_history_stage{stage}_{tag}.json", sibling)
 
 
 def test_stage_36_adds_a_fourth_thermal_set_beside_the_unchanged_recipe():
@@ -1174,15 +1182,8 @@ def test_stage_36_adds_a_fourth_thermal_set_beside_the_unchanged_recipe():
     command = "--seed 9 --settings data/hedgenet_phonon/dataset_thermal_extra2.yaml"
     assert f"out/phonon_dataset_thermal_extra3 {command}" in (root / "README.md").read_text()
     assert changed_keys(sibling, cur) == {"output_dir", "train_file"} and sibling["train_file"] == prev["train_file"]
-    for stage_cfg, tag, n_epochs in ((cur, None, 2), (sibling, "repeat", 3)):
-        name = f"stage36_{tag}" if tag else "stage36"
-        path = (root / "experiments" / "huber_loss" / f"training_history_{name}.json" if tag
-                else root / "training_history_stage36.json")
-        history = json.loads(path.read_text())
-        assert len(history) == n_epochs
-        budget = 60.0 * stage_cfg["max_time_minutes"]
-        assert all(not cosine_time_finished(h["elapsed_s"], h["epoch_s"], budget) for h in history[:-1])
-        assert cosine_time_finished(history[-1]["elapsed_s"], history[-1]["epoch_s"], budget)
+    nearest_boundary_history(root / "training_history_stage36.json", cur, 2)
+    nearest_boundary_history(root / "experiments" / "huber_loss" / "training_history_stage36_repeat.json", sibling, 3)
     heldout = json.loads((root / "experiments" / "huber_loss" / "heldout_draws_stage36.json").read_text())
     assert set(heldout["models"]) == {"stage36", "stage36_repeat"}
 
@@ -1201,10 +1202,7 @@ def test_the_rattle_share_experiment_changes_only_the_small_rattles_repeat():
     (new, old), = differ
     assert new == {**old, "repeat": 20} and old["repeat"] == 13
     assert old["config_types"] == ["rattle_0.003", "rattle_0.01"]
-    history = json.loads((root / "experiments" / "rattle_share" / "training_history.json").read_text())
-    budget = 60.0 * exp["max_time_minutes"]
-    assert all(not cosine_time_finished(h["elapsed_s"], h["epoch_s"], budget) for h in history[:-1])
-    assert cosine_time_finished(history[-1]["elapsed_s"], history[-1]["epoch_s"], budget)
+    nearest_boundary_history(root / "experiments" / "rattle_share" / "training_history.json", exp, 2)
 
 
 def test_the_untouched_draw_error_is_the_mean_of_configuration_maes_with_their_standard_error(load_script):
@@ -1257,7 +1255,7 @@ def test_the_untouched_draw_paired_differences(load_script):
 
 
 def test_the_untouched_draw_script_reuses_only_entries_of_an_unchanged_model_file(dataset, tmp_path, load_script,
-                                                                                 monkeypatch, capsys):
+                                                                                 monkeypatch):
     """experiments/untouched_draw/evaluate.py --reuse keeps an existing entry only when the model's name and file
     SHA-256 both match (a kept entry is not recomputed: a marker planted in it survives); a changed file is
     evaluated again, and without --reuse everything is."""

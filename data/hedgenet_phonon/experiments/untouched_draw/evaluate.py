@@ -119,10 +119,10 @@ def main() -> None:
             previous = old["models"]
     for spec in args.model:
         name, _, path = spec.partition("=")
-        sha256 = file_sha256(path)
+        file, sha256 = os.path.relpath(Path(path).absolute()), file_sha256(path)
         kept = previous.get(name)
         if kept is not None and kept.get("sha256") == sha256:
-            out["models"][name] = {**kept, "file": os.path.relpath(Path(path).absolute())}
+            out["models"][name] = {**kept, "file": file}
             print(f"{name}: {kept['forces_mae_meV_per_A']:.2f} ± {kept['standard_error_meV_per_A']:.2f} meV/Å "
                   f"(kept from {args.output}: same file content)", flush=True)
             continue
@@ -134,7 +134,7 @@ def main() -> None:
             probe.calc = calc
             per_config.append(1e3 * float(np.abs(probe.get_forces() - ref).mean()))
         res = mae_with_standard_error(np.array(per_config))
-        out["models"][name] = {"file": os.path.relpath(Path(path).absolute()), "sha256": sha256, **res,
+        out["models"][name] = {"file": file, "sha256": sha256, **res,
                                "per_config_mae_meV_per_A": per_config}
         print(f"{name}: {res['forces_mae_meV_per_A']:.2f} ± {res['standard_error_meV_per_A']:.2f} meV/Å over "
               f"{res['n_configs']} configurations; blocks of 16: "
